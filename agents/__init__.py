@@ -1,0 +1,1 @@
+"""SIP user agents on pjsua2: callers and contact-center agents."""

@@ -1,0 +1,1 @@
+"""Wobble Lab core: topology, CLI, measurements."""

@@ -1,0 +1,54 @@
+"""The lab's event log: one JSON object per line, appended durably as each event happens.
+
+Every writer (host CLI, agents, caller) appends to the same file under the bind-mounted `var/`.
+Each event is one `write()` on an O_APPEND descriptor, so lines from several processes never
+interleave, and is flushed to disk before `append` returns: a crashed drill leaves an honest
+partial record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Where events go when nothing says otherwise; containers set WOBBLE_EVENTS to their mount.
+DEFAULT_PATH = Path(os.environ.get("WOBBLE_EVENTS", "var/events.jsonl"))
+
+
+def event_path() -> Path:
+    return Path(os.environ.get("WOBBLE_EVENTS", str(DEFAULT_PATH)))
+
+
+def append(kind: str, record: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """Append one event of `kind`; returns the event as written (with `ts` and `kind`)."""
+    target = path or event_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    event = {"ts": round(time.time(), 6), "kind": kind, **record}
+    line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return event
+
+
+def read(path: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Yield every well-formed event; a torn last line (a writer killed mid-write) is skipped."""
+    target = path or event_path()
+    try:
+        with target.open("rb") as fh:
+            for raw in fh:
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    yield obj
+    except FileNotFoundError:
+        return
