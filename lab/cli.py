@@ -1,0 +1,93 @@
+"""The `wobble` command line. Logs go to stderr; machine-readable results to stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from lab import lifecycle
+from lab.call import place_call
+from lab.errors import BadInput, HealthTimeout, WobbleError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Wobble Lab: a two-region SIP/RTP contact center to break on purpose.")  # fmt: skip
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("docker").setLevel(logging.WARNING)
+
+
+def fail(exc: WobbleError) -> typer.Exit:
+    """Print one line saying what went wrong and what to do; BadInput is a usage error (2)."""
+    if isinstance(exc, HealthTimeout) and exc.last_logs:
+        for line in exc.last_logs.strip().splitlines()[-10:]:
+            print(f"  {exc.service}| {line}", file=sys.stderr)
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return typer.Exit(2 if isinstance(exc, BadInput) else 1)
+
+
+@app.command()
+def up(timeout: Annotated[float, typer.Option(help="Seconds to wait for every service to be healthy.")] = 240) -> None:
+    """Start the lab; return when every service is healthy."""
+    try:
+        took = lifecycle.up(timeout)
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    logging.getLogger("wobble.lab").info("lab up and healthy in %.1f s", took)
+
+
+@app.command()
+def down() -> None:
+    """Remove every container, network and volume of the lab (var/ stays)."""
+    try:
+        lifecycle.down()
+    except WobbleError as exc:
+        raise fail(exc) from exc
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Each lab service and its health."""
+    from lab import dockerctl
+
+    try:
+        running = lifecycle.running_services()
+        states = {s: dockerctl.health(running[s]) if s in running else "absent" for s in lifecycle.SERVICES}
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print(json.dumps({"up": all(v in ("healthy", "running") for v in states.values()), "services": states}))
+    else:
+        for name, state in states.items():
+            print(f"{name:10} {state}")
+
+
+@app.command()
+def call(
+    region: Annotated[str, typer.Option(help="Region whose SBC the call goes to: region-a or region-b.")],
+    hold: Annotated[str, typer.Option(help="Seconds between the 200 OK and the caller's BYE.")] = "5",
+    local_port: Annotated[int, typer.Option(help="Caller's SIP UDP port (0: any free port).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Only the JSON record on stdout.")] = False,
+) -> None:
+    """Place one real call from the caller container and print its record."""
+    try:
+        record = place_call(region, hold, local_port=local_port)
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    if not as_json:
+        summary = ", ".join(f"{k}={record[k]}" for k in ("final_code", "region", "agent", "mos", "cdr_id"))
+        print(summary, file=sys.stderr)
+    print(json.dumps(record), flush=True)
+    if record["final_code"] != 200:
+        raise typer.Exit(1)

@@ -1,0 +1,69 @@
+"""Docker access for the host CLI: find the lab's containers by compose labels and run in them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import docker
+from docker.errors import DockerException, NotFound
+
+from lab.errors import DockerUnavailable, LabNotUp
+from lab.topology import PROJECT
+
+
+@functools.cache
+def client() -> Any:
+    try:
+        cli = docker.from_env(timeout=30)
+        cli.ping()
+    except DockerException as exc:
+        raise DockerUnavailable(
+            "no docker daemon answers (is it running? `systemctl start docker`, or set DOCKER_HOST)"
+        ) from exc
+    return cli
+
+
+def lab_containers(all_states: bool = False) -> list[Any]:
+    return list(client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={PROJECT}"}))
+
+
+def service_container(service: str) -> Any:
+    """The running container of a compose service of the lab, or LabNotUp saying how to start it."""
+    found = client().containers.list(
+        filters={
+            "label": [f"com.docker.compose.project={PROJECT}", f"com.docker.compose.service={service}"],
+            "status": "running",
+        }
+    )
+    if not found:
+        raise LabNotUp(f"service {service} is not running; start the lab with `make up`")
+    return found[0]
+
+
+def health(container: Any) -> str:
+    """`healthy`, `unhealthy`, `starting`, `running` (no health check) or the container's state."""
+    try:
+        container.reload()
+    except NotFound:
+        return "gone"
+    state = container.attrs.get("State", {})
+    if state.get("Status") != "running":
+        return str(state.get("Status", "unknown"))
+    return str(state.get("Health", {}).get("Status", "running"))
+
+
+def last_logs(container: Any, lines: int = 15) -> str:
+    try:
+        raw = container.logs(tail=lines)
+    except DockerException:
+        return ""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def exec_run(service: str, cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """Run a command in a service's container; returns (exit code, stdout, stderr)."""
+    container = service_container(service)
+    result = container.exec_run(cmd, environment=env, demux=True)
+    out, err = result.output
+    return int(result.exit_code), out or b"", err or b""

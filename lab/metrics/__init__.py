@@ -1,0 +1,1 @@
+"""Measurements computed from raw observations (pure functions)."""

@@ -1,0 +1,1 @@
+"""The lab's DNS resolver: answers the lab's own zone, refuses everything else."""

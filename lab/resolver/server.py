@@ -1,0 +1,75 @@
+"""Serve the lab zone over UDP with asyncio: `python -m lab.resolver.server`.
+
+Every lab container points `dns:` here, because Docker's embedded resolver would otherwise forward
+lookups from internal networks to the host's resolver (CVE-2024-29018).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from dnslib import DNSError, DNSRecord
+
+from lab.resolver.zone import answer
+from lab.topology import Topology
+
+log = logging.getLogger("wobble.resolver")
+
+
+class ResolverProtocol(asyncio.DatagramProtocol):
+    def __init__(self, records: dict[str, str]) -> None:
+        self.records = records
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            query = DNSRecord.parse(data)
+        except DNSError:
+            log.debug("unparseable query from %s", addr)
+            return
+        reply = answer(query, self.records)
+        if self.transport is not None:
+            self.transport.sendto(reply.pack(), addr)
+
+
+async def serve(host: str, port: int) -> None:
+    records = Topology.default().dns_records()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: ResolverProtocol(records), local_addr=(host, port), family=socket.AF_INET
+    )
+    log.info("lab resolver on %s:%d with %d names", host, port, len(records))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        transport.close()
+
+
+def check(host: str = "127.0.0.1", port: int = 53) -> int:
+    """Container health check: the resolver answers a lab name."""
+    query = DNSRecord.question("sbc-a.cx.lab")
+    try:
+        raw = query.send(host, port, timeout=1.0)
+    except OSError as exc:
+        print(f"resolver not answering on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0 if DNSRecord.parse(raw).rr else 1
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    if "--check" in sys.argv:
+        raise SystemExit(check())
+    asyncio.run(serve(os.environ.get("RESOLVER_HOST", "0.0.0.0"), int(os.environ.get("RESOLVER_PORT", "53"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The lab's topology: regions, networks and addresses (the model compose.yaml must agree with).
+
+A unit test checks compose.yaml against this model, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+PROJECT = "wobble"
+
+
+class Region(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # "region-a"
+    letter: str  # "a": the suffix of its services (sbc-a, pbx-a, ...) and its agents' prefix
+    network: str  # "region-a"
+    subnet: str
+    sbc_carrier_ip: str
+    sbc_region_ip: str
+    media_carrier_ip: str
+    media_region_ip: str
+    pbx_ip: str
+    agents_ip: str
+
+    @property
+    def sbc_service(self) -> str:
+        return f"sbc-{self.letter}"
+
+    @property
+    def pbx_service(self) -> str:
+        return f"pbx-{self.letter}"
+
+    @property
+    def agents_service(self) -> str:
+        return f"agents-{self.letter}"
+
+    @property
+    def media_service(self) -> str:
+        return f"media-{self.letter}"
+
+    @property
+    def sip_uri(self) -> str:
+        """Where a customer's call to this region goes: its SBC's carrier side."""
+        return f"sip:support@{self.sbc_carrier_ip}:5060"
+
+
+def _region(letter: str, index: int) -> Region:
+    net = f"10.77.{index}"
+    return Region(
+        name=f"region-{letter}",
+        letter=letter,
+        network=f"region-{letter}",
+        subnet=f"{net}.0/24",
+        sbc_carrier_ip=f"10.77.0.{10 + index}",
+        sbc_region_ip=f"{net}.11",
+        media_carrier_ip=f"10.77.0.{20 + index}",
+        media_region_ip=f"{net}.21",
+        pbx_ip=f"{net}.31",
+        agents_ip=f"{net}.41",
+    )
+
+
+class Topology(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    zone: str = "cx.lab"
+    carrier_subnet: str = "10.77.0.0/24"
+    backbone_subnet: str = "10.77.9.0/24"
+    caller_ip: str = "10.77.0.50"
+    resolver_ips: dict[str, str] = {
+        "carrier": "10.77.0.2",
+        "region-a": "10.77.1.2",
+        "region-b": "10.77.2.2",
+        "backbone": "10.77.9.2",
+    }
+    regions: tuple[Region, ...] = (_region("a", 1), _region("b", 2))
+
+    @classmethod
+    def default(cls) -> Topology:
+        return cls()
+
+    @property
+    def region_names(self) -> list[str]:
+        return [r.name for r in self.regions]
+
+    def region(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def subnets(self) -> dict[str, str]:
+        nets = {"carrier": self.carrier_subnet, "backbone": self.backbone_subnet}
+        nets.update({r.network: r.subnet for r in self.regions})
+        return nets
+
+    def dns_records(self) -> dict[str, str]:
+        """A records of the lab zone: each service by name, as a caller would look it up."""
+        z = self.zone
+        records = {f"caller.{z}": self.caller_ip, f"dns.{z}": self.resolver_ips["carrier"]}
+        for r in self.regions:
+            records[f"{r.sbc_service}.{z}"] = r.sbc_carrier_ip
+            records[f"{r.media_service}.{z}"] = r.media_carrier_ip
+            records[f"{r.pbx_service}.{z}"] = r.pbx_ip
+            records[f"{r.agents_service}.{z}"] = r.agents_ip
+            records[f"{r.name}.{z}"] = r.sbc_carrier_ip
+        return records

@@ -1,0 +1,8 @@
+"""Print the container requirements (base dependencies plus the `ua` extra) from pyproject.toml."""
+
+import tomllib
+from pathlib import Path
+
+project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+for req in [*project["dependencies"], *project["optional-dependencies"]["ua"]]:
+    print(req)
