@@ -103,6 +103,7 @@ class AccountSpec:
     ring_delay: float = 0.2  # seconds between 180 Ringing and 200 OK
     max_calls: int = 1  # further INVITEs to a busy account get 486
     tone_hz: int = 440
+    answer_headers: tuple[tuple[str, str], ...] = ()  # extra headers on our 200 OK
     media_timeout_s: float = 0.0  # hang up a confirmed call whose RX counter stalls this long; 0 = off
     make_default: bool = False
 
@@ -197,6 +198,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.ua._guard(self.ua._on_call_media_state, self)
 
     def onStreamDestroyed(self, prm: Any) -> None:
+        # The last moment the stream's counters exist (it precedes onCallState DISCONNECTED).
         self.ua._guard(self.ua._sample, self.rec, int(prm.streamIdx))
 
 
@@ -574,6 +576,12 @@ class UserAgent:
     def _answer_call(self, rec: _Rec, code: int) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
+        if code == 200:
+            for name, value in rec.account.spec.answer_headers:
+                h = pj.SipHeader()
+                h.hName = name
+                h.hValue = value
+                prm.txOption.headers.append(h)
         rec.call.answer(prm)
 
     def _answer(self, handle: int, code: int) -> bool:
@@ -661,7 +669,7 @@ class UserAgent:
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             if e.type == pj.PJSIP_EVENT_TSX_STATE:
                 rec.end_event_type = int(e.body.tsxState.type)
-            self._sample(rec)
+            # No stats sample here: the stream is gone (onStreamDestroyed took the last one).
             rec.extra["last_code"] = int(info.lastStatusCode)
             rec.extra["last_reason"] = str(info.lastReason)
             self._finish(rec)

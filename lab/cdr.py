@@ -47,4 +47,5 @@ def find(path: Path, call_id: str) -> Cdr | None:
     except FileNotFoundError:
         return None
     answered = [c for c in matches if c.answered]
-    return (answered or matches or [None])[-1]
+    best = answered or matches
+    return best[-1] if best else None

@@ -91,3 +91,7 @@ def call(
     print(json.dumps(record), flush=True)
     if record["final_code"] != 200:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -16,6 +16,8 @@ from lab.topology import PROJECT, Topology
 
 log = logging.getLogger("wobble.lab")
 IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev")
+#: Health states that count as ready (`running`: a service without a health check).
+READY = ("healthy", "running")
 SERVICES = ("dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller")
 
 
@@ -66,7 +68,7 @@ def running_services() -> dict[str, Any]:
 
 def is_up() -> bool:
     running = running_services()
-    return all(s in running and dockerctl.health(running[s]) in ("healthy", "running") for s in SERVICES)
+    return all(s in running and dockerctl.health(running[s]) in READY for s in SERVICES)
 
 
 def wait_healthy(timeout_s: float) -> None:
@@ -74,7 +76,7 @@ def wait_healthy(timeout_s: float) -> None:
     pending: list[str] = list(SERVICES)
     while pending:
         running = running_services()
-        pending = [s for s in SERVICES if s not in running or dockerctl.health(running[s]) not in ("healthy", "running")]
+        pending = [s for s in SERVICES if s not in running or dockerctl.health(running[s]) not in READY]
         if not pending:
             return
         dead = [s for s in pending if s in running and dockerctl.health(running[s]) in ("exited", "dead", "unhealthy")]

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from typing import cast
 
 from dnslib import DNSError, DNSRecord
 
@@ -26,8 +27,7 @@ class ResolverProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:

@@ -1,0 +1,411 @@
+"""The agents service: registered contact-center agents that auto-answer and talk.
+
+    python -m agents.agent --region region-a --prefix a --count 4 --proxy 10.77.1.11 \
+        --sip-port 5070 --rtp-base 30000 [--per-process 4] [--expires 60]
+
+The supervisor (this command) starts ceil(count / per-process) worker processes (pjsua2 holds at
+most 4 calls per process) and restarts any that dies (backoff 1 s doubling to 10 s). Worker N
+serves agents [N*per .. N*per+per) on SIP port `--sip-port + N`; agent number g (0-based, across
+workers) gets RTP ports [rtp-base + g*rtp-span, +rtp-span).
+
+Each agent: idUri sip:<prefix>-NNN@<proxy host>, registrar sip:<proxy> (the SBC forwards the
+REGISTER to the PBX, adding Path), re-registers by itself (retry every 5 s after a failure).
+Incoming INVITE: 180 at once, 200 after --ring-delay, a --tone Hz tone; a second INVITE to a busy
+agent gets 486. When a call ends one event is appended to the lab event log:
+    agent_call {call_id, agent, agent_region, rx_packets, tx_packets, rx_lost, loss_pct, jitter_ms,
+                jitter_max_ms, rtt_ms, duration_s, end_reason, sip_call_id, final_code, remote_uri,
+                worker}
+call_id is the INVITE's X-Wobble-Call header, else the From user. end_reason: remote_bye,
+media_timeout (no RTP for --media-timeout s: the agent hangs up), cancelled (caller gave up while
+ringing), busy, shutdown.
+
+--no-register (direct mode): no registration; callers reach a worker at sip:<anything>@<bind>:<port>
+(an unknown user lands on the worker's first agent). Used by the loopback test.
+
+Status: see agents.status (WOBBLE_AGENT_STATUS). SIGTERM: workers hang up, unregister (best
+effort), libDestroy, os._exit; the supervisor forwards SIGTERM and kills stragglers after 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.model import TOKEN_RE, strip_port
+from agents.status import status_path, worker_path, write_json_atomic
+
+log = logging.getLogger("agents.agent")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m agents.agent", description="Run registered SIP agents.")
+    p.add_argument("--region", required=True, help="home region name, e.g. region-a")
+    p.add_argument("--prefix", required=True, help="agent name prefix: a -> a-001, a-002, ...")
+    p.add_argument("--count", type=int, required=True, help="number of agents")
+    p.add_argument("--proxy", required=True, help="SBC (registrar) host[:port]")
+    p.add_argument("--sip-port", type=int, default=5070, help="SIP port of worker 0 (worker N: +N)")
+    p.add_argument("--rtp-base", type=int, default=30000, help="first RTP port")
+    p.add_argument("--rtp-span", type=int, default=20, help="RTP ports per agent")
+    p.add_argument("--per-process", type=int, default=4, help="agents per worker process (max 4)")
+    p.add_argument("--expires", type=int, default=60, help="registration expiry, s")
+    p.add_argument("--ring-delay", type=float, default=0.2, help="seconds between 180 and 200")
+    p.add_argument("--tone", type=int, default=620, help="tone frequency the agents send, Hz")
+    p.add_argument("--media-timeout", type=float, default=10.0, help="hang up after this long without RTP (0: off)")
+    p.add_argument("--bind", default="", help="local address for SIP and RTP (default: all)")
+    p.add_argument("--public-addr", default="", help="address to advertise in Contact/SDP")
+    p.add_argument("--no-register", action="store_true", help="direct mode: do not register")
+    p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 (stderr)")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    problems = validate_args(args)
+    if problems:
+        p.error("; ".join(problems))
+    return args
+
+
+def validate_args(args: argparse.Namespace) -> list[str]:
+    problems: list[str] = []
+    if not TOKEN_RE.match(str(args.prefix)):
+        problems.append("--prefix must be 1-64 characters of [A-Za-z0-9._~-]")
+    if not 1 <= args.count <= 999:
+        problems.append("--count must be 1-999")
+    if not 1 <= args.per_process <= 4:
+        problems.append("--per-process must be 1-4 (pjsua2 wheels allow 4 calls per process)")
+    if args.expires < 10:
+        problems.append("--expires must be >= 10 s")
+    if args.rtp_span < 2 or args.rtp_span % 2:
+        problems.append("--rtp-span must be an even number >= 2")
+    if args.ring_delay < 0 or args.media_timeout < 0:
+        problems.append("--ring-delay and --media-timeout must be >= 0")
+    if not args.proxy or "/" in args.proxy or args.proxy.startswith("sip:"):
+        problems.append("--proxy must be host[:port]")
+    if args.count >= 1 and args.per_process >= 1:
+        nworkers = worker_count(args.count, args.per_process)
+        if not 1 <= args.sip_port or args.sip_port + nworkers - 1 > 65535:
+            problems.append("--sip-port range does not fit in 1-65535")
+        if not 1024 <= args.rtp_base or args.rtp_base + args.count * args.rtp_span - 1 > 65535:
+            problems.append("--rtp-base range does not fit in 1024-65535")
+        if args.sip_port <= args.rtp_base + args.count * args.rtp_span - 1 and args.rtp_base <= (
+            args.sip_port + nworkers - 1
+        ):
+            problems.append("SIP ports overlap the RTP port range")
+        if args.worker is not None and not 0 <= args.worker < nworkers:
+            problems.append("--worker out of range")
+    return problems
+
+
+def worker_count(count: int, per_process: int) -> int:
+    return math.ceil(count / per_process)
+
+
+def agent_name(prefix: str, number: int) -> str:
+    """1-based agent number -> name: ('a', 1) -> 'a-001'."""
+    return f"{prefix}-{number:03d}"
+
+
+def plan(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
+    """Worker index -> {agents, sip_port, rtp: {agent: [first, last]}}."""
+    out: dict[int, dict[str, Any]] = {}
+    for w in range(worker_count(args.count, args.per_process)):
+        first = w * args.per_process
+        idx = range(first, min(args.count, first + args.per_process))
+        out[w] = {
+            "agents": [agent_name(args.prefix, g + 1) for g in idx],
+            "sip_port": args.sip_port + w,
+            "rtp": {
+                agent_name(args.prefix, g + 1): [
+                    args.rtp_base + g * args.rtp_span,
+                    args.rtp_base + (g + 1) * args.rtp_span - 1,
+                ]
+                for g in idx
+            },
+        }
+    return out
+
+
+def answer_headers(name: str, region: str, direct: bool) -> tuple[tuple[str, str], ...]:
+    """Headers on the agent's 200 OK. X-Wobble-Region only in direct mode (no SBC to add it), so
+    a PBX that forwarded it could never mask the SBC's own."""
+    out = [("X-Wobble-Agent", name)]
+    if direct:
+        out.append(("X-Wobble-Region", region))
+    return tuple(out)
+
+
+def agent_event(outcome: Any, region: str, worker: int) -> dict[str, Any]:
+    """The `agent_call` event record for one ended incoming call (a CallOutcome)."""
+    s = outcome.stats
+    return {
+        "call_id": outcome.lab_call_id,
+        "agent": outcome.account,
+        "agent_region": region,
+        "rx_packets": s.rx_packets,
+        "tx_packets": s.tx_packets,
+        "rx_lost": s.rx_lost,
+        "loss_pct": s.loss_pct,
+        "jitter_ms": s.jitter_ms,
+        "jitter_max_ms": s.jitter_max_ms,
+        "rtt_ms": s.rtt_ms,
+        "duration_s": outcome.duration_s,
+        "end_reason": outcome.end_reason,
+        "final_code": outcome.final_code,
+        "sip_call_id": outcome.sip_call_id,
+        "remote_uri": outcome.remote_uri,
+        "worker": worker,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Worker
+# --------------------------------------------------------------------------------------------
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    from lab import events
+    from agents.ua import AccountSpec, CallEnded, IncomingCall, RegState, UaOptions, UserAgent
+
+    index: int = args.worker
+    mine = plan(args)[index]
+    main_status = status_path()
+    wpath = worker_path(main_status, index)
+    parent = os.getppid()
+    proxy_host = strip_port(args.proxy)
+    ua = UserAgent(
+        UaOptions(
+            sip_port=mine["sip_port"],
+            bind_addr=args.bind,
+            public_addr=args.public_addr,
+            log_level=args.log_level,
+            user_agent=f"wobble-agent/{args.region}",
+        )
+    )
+    addr = await ua.start()
+    log.info("worker %d: SIP on %s, agents %s", index, addr, ", ".join(mine["agents"]))
+    agents: dict[str, dict[str, Any]] = {}
+    for n, name in enumerate(mine["agents"]):
+        first, last = mine["rtp"][name]
+        agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0, "since": None}
+        await ua.add_account(
+            AccountSpec(
+                name=name,
+                id_uri=f"sip:{name}@{proxy_host}",
+                registrar=None if args.no_register else f"sip:{args.proxy}",
+                expires=args.expires,
+                rtp_port=first,
+                rtp_port_range=last - first + 1,
+                auto_answer=True,
+                ring_delay=args.ring_delay,
+                tone_hz=args.tone,
+                media_timeout_s=args.media_timeout,
+                answer_headers=answer_headers(name, args.region, args.no_register),
+                make_default=n == 0,
+            )
+        )
+    in_call: dict[int, str] = {}
+    calls_total = 0
+
+    def write_status(state: str = "running") -> None:
+        write_json_atomic(
+            wpath,
+            {
+                "worker": index,
+                "pid": os.getpid(),
+                "state": state,
+                "region": args.region,
+                "sip": addr,
+                "updated": time.time(),
+                "loop_age_s": round(max(0.0, time.monotonic() - ua.heartbeat), 3),
+                "direct": bool(args.no_register),
+                "agents": agents,
+                "in_call": sorted(set(in_call.values())),
+                "calls_total": calls_total,
+            },
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    write_status()
+    next_write = time.monotonic() + 2.0
+    stopper = asyncio.ensure_future(stop.wait())
+    while not stop.is_set():
+        getter = asyncio.ensure_future(ua.events.get())
+        done, _ = await asyncio.wait({getter, stopper}, timeout=max(0.05, next_write - time.monotonic()),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if getter not in done:
+            getter.cancel()
+        else:
+            ev = getter.result()
+            if isinstance(ev, RegState):
+                entry = agents.setdefault(ev.account, {})
+                was = entry.get("code") == 200 and entry.get("active")
+                entry.update(code=ev.code, reason=ev.reason, active=ev.active, expires=ev.expires)
+                now_ok = ev.code == 200 and ev.active
+                if now_ok != was:
+                    entry["since"] = ev.ts
+                    log.info("worker %d: %s %s (%d %s)", index, ev.account,
+                             "registered" if now_ok else "NOT registered", ev.code, ev.reason)
+                write_status()
+            elif isinstance(ev, IncomingCall):
+                in_call[ev.handle] = ev.account
+                log.info("worker %d: %s <- call %s (%s)", index, ev.account, ev.lab_call_id, ev.sip_call_id)
+            elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
+                in_call.pop(ev.outcome.handle, None)
+                calls_total += 1
+                record = agent_event(ev.outcome, args.region, index)
+                log.info("worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%", index,
+                         record["agent"], record["call_id"], record["end_reason"], record["duration_s"],
+                         record["rx_packets"], record["tx_packets"], record["loss_pct"])
+                try:
+                    await asyncio.to_thread(events.append, "agent_call", record)
+                except OSError:
+                    log.exception("could not append agent_call event")
+        if time.monotonic() >= next_write:
+            next_write = time.monotonic() + 2.0
+            if os.getppid() != parent:
+                log.error("worker %d: supervisor gone, exiting", index)
+                break
+            with contextlib.suppress(OSError):
+                write_status()
+    log.info("worker %d: stopping", index)
+    with contextlib.suppress(OSError):
+        for entry in agents.values():
+            entry.update(active=False, reason="stopping")
+        write_status("stopping")
+    await ua.stop(timeout=3.0)
+    # Drain the final CallEnded events (calls hung up by the shutdown) into the event log.
+    while not ua.events.empty():
+        ev = ua.events.get_nowait()
+        if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
+            with contextlib.suppress(OSError):
+                events.append("agent_call", agent_event(ev.outcome, args.region, index))
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    from agents.ua import redirect_stdout_to_stderr
+
+    redirect_stdout_to_stderr()
+    code = 0
+    try:
+        asyncio.run(run_worker(args))
+    except Exception:
+        log.exception("worker %s crashed", args.worker)
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# --------------------------------------------------------------------------------------------
+# Supervisor
+# --------------------------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.argv = argv
+        self.plan = plan(args)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+        self.next_start: dict[int, float] = {}
+        self.restarts: dict[int, int] = dict.fromkeys(self.plan, 0)
+        self.stopping = False
+
+    def write_status(self) -> None:
+        write_json_atomic(
+            status_path(),
+            {
+                "supervisor_pid": os.getpid(),
+                "region": self.args.region,
+                "proxy": self.args.proxy,
+                "direct": bool(self.args.no_register),
+                "agents": [a for w in self.plan.values() for a in w["agents"]],
+                "workers": {
+                    str(i): {**w, "pid": p.pid if (p := self.procs.get(i)) else None, "restarts": self.restarts[i]}
+                    for i, w in self.plan.items()
+                },
+                "updated": time.time(),
+            },
+        )
+
+    def spawn(self, index: int) -> None:
+        cmd = [sys.executable, "-m", "agents.agent", *self.argv, "--worker", str(index)]
+        self.procs[index] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.started[index] = time.monotonic()
+        log.info("supervisor: worker %d started (pid %d)", index, self.procs[index].pid)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for i in self.plan:
+            self.spawn(i)
+        self.write_status()
+        while not self.stopping:
+            time.sleep(0.5)
+            changed = False
+            now = time.monotonic()
+            for i in self.plan:
+                proc = self.procs.get(i)
+                if proc is not None and proc.poll() is None:
+                    if now - self.started[i] > 60:
+                        self.backoff[i] = 0.0
+                    continue
+                if proc is not None:
+                    log.error("supervisor: worker %d exited with %s", i, proc.returncode)
+                    del self.procs[i]
+                    delay = min(10.0, max(1.0, self.backoff.get(i, 0.0) * 2))
+                    self.backoff[i] = delay
+                    self.next_start[i] = now + delay
+                if now >= self.next_start.get(i, 0.0) and not self.stopping:
+                    self.restarts[i] += 1
+                    self.spawn(i)
+                    changed = True
+            if changed:
+                self.write_status()
+        self.shutdown()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        log.info("supervisor: stopping %d workers", len(self.procs))
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("supervisor: killing worker pid %d", proc.pid)
+                proc.kill()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    if args.worker is not None:
+        worker_main(args)
+        return
+    Supervisor(args, raw).run()
+
+
+if __name__ == "__main__":
+    main()

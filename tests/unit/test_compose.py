@@ -1,0 +1,62 @@
+"""compose.yaml and lab/topology.py describe the same lab; every network stays on the machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from lab import paths
+from lab.lifecycle import SERVICES
+from lab.topology import PROJECT, Topology
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(paths.COMPOSE_FILE.read_text())
+    return data
+
+
+def test_project_name(compose: dict[str, Any]) -> None:
+    assert compose["name"] == PROJECT
+
+
+def test_every_network_is_internal_with_the_topology_subnet(compose: dict[str, Any]) -> None:
+    topo = Topology.default()
+    assert set(compose["networks"]) == set(topo.subnets())
+    for name, net in compose["networks"].items():
+        assert net["internal"] is True, name
+        assert net["ipam"]["config"][0]["subnet"] == topo.subnets()[name]
+
+
+def test_services_are_the_contract(compose: dict[str, Any]) -> None:
+    assert set(SERVICES) <= set(compose["services"])
+
+
+def test_every_container_uses_the_lab_resolver(compose: dict[str, Any]) -> None:
+    topo = Topology.default()
+    resolver_ips = set(topo.resolver_ips.values())
+    for name, svc in compose["services"].items():
+        if name == "dns":
+            continue
+        assert svc.get("dns"), f"{name} has no dns: and would leak lookups to the host"
+        (ip,) = svc["dns"]
+        assert ip in resolver_ips
+        # the resolver must be reachable on a network the service is on
+        nets = set(svc["networks"])
+        assert any(topo.resolver_ips[n] == ip for n in nets), name
+
+
+def test_region_addresses_match(compose: dict[str, Any]) -> None:
+    svcs = compose["services"]
+    for r in Topology.default().regions:
+        sbc = svcs[r.sbc_service]
+        assert sbc["networks"]["carrier"]["ipv4_address"] == r.sbc_carrier_ip
+        assert sbc["networks"][r.network]["ipv4_address"] == r.sbc_region_ip
+        assert sbc["environment"]["PBX_IP"] == r.pbx_ip
+        assert svcs[r.pbx_service]["networks"][r.network]["ipv4_address"] == r.pbx_ip
+        assert svcs[r.media_service]["networks"][r.network]["ipv4_address"] == r.media_region_ip
+        assert svcs[r.agents_service]["networks"][r.network]["ipv4_address"] == r.agents_ip
+        assert r.sbc_region_ip in svcs[r.agents_service]["command"]
+    assert svcs["caller"]["networks"]["carrier"]["ipv4_address"] == Topology.default().caller_ip

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from lab import events
+
+
+def _writer(path: str, n: int, who: int) -> None:
+    for i in range(n):
+        events.append("t", {"who": who, "i": i, "pad": "x" * 500}, Path(path))
+
+
+def test_appends_from_many_processes_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    procs = [multiprocessing.Process(target=_writer, args=(str(path), 50, w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 200
+    assert all(json.loads(line)["kind"] == "t" for line in lines)
+
+
+def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events.append("a", {"x": 1}, path)
+    with path.open("ab") as fh:
+        fh.write(b'{"kind": "b", "x"')
+    assert [e["kind"] for e in events.read(path)] == ["a"]
