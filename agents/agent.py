@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from agents.model import TOKEN_RE, strip_port
@@ -91,9 +90,9 @@ def validate_args(args: argparse.Namespace) -> list[str]:
         problems.append("--proxy must be host[:port]")
     if args.count >= 1 and args.per_process >= 1:
         nworkers = worker_count(args.count, args.per_process)
-        if not 1 <= args.sip_port or args.sip_port + nworkers - 1 > 65535:
+        if args.sip_port < 1 or args.sip_port + nworkers - 1 > 65535:
             problems.append("--sip-port range does not fit in 1-65535")
-        if not 1024 <= args.rtp_base or args.rtp_base + args.count * args.rtp_span - 1 > 65535:
+        if args.rtp_base < 1024 or args.rtp_base + args.count * args.rtp_span - 1 > 65535:
             problems.append("--rtp-base range does not fit in 1024-65535")
         if args.sip_port <= args.rtp_base + args.count * args.rtp_span - 1 and args.rtp_base <= (
             args.sip_port + nworkers - 1
@@ -171,8 +170,8 @@ def agent_event(outcome: Any, region: str, worker: int) -> dict[str, Any]:
 
 
 async def run_worker(args: argparse.Namespace) -> None:
-    from lab import events
     from agents.ua import AccountSpec, CallEnded, IncomingCall, RegState, UaOptions, UserAgent
+    from lab import events
 
     index: int = args.worker
     mine = plan(args)[index]
@@ -241,8 +240,9 @@ async def run_worker(args: argparse.Namespace) -> None:
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set():
         getter = asyncio.ensure_future(ua.events.get())
-        done, _ = await asyncio.wait({getter, stopper}, timeout=max(0.05, next_write - time.monotonic()),
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {getter, stopper}, timeout=max(0.05, next_write - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
         if getter not in done:
             getter.cancel()
         else:
@@ -254,8 +254,14 @@ async def run_worker(args: argparse.Namespace) -> None:
                 now_ok = ev.code == 200 and ev.active
                 if now_ok != was:
                     entry["since"] = ev.ts
-                    log.info("worker %d: %s %s (%d %s)", index, ev.account,
-                             "registered" if now_ok else "NOT registered", ev.code, ev.reason)
+                    log.info(
+                        "worker %d: %s %s (%d %s)",
+                        index,
+                        ev.account,
+                        "registered" if now_ok else "NOT registered",
+                        ev.code,
+                        ev.reason,
+                    )
                 write_status()
             elif isinstance(ev, IncomingCall):
                 in_call[ev.handle] = ev.account
@@ -264,9 +270,17 @@ async def run_worker(args: argparse.Namespace) -> None:
                 in_call.pop(ev.outcome.handle, None)
                 calls_total += 1
                 record = agent_event(ev.outcome, args.region, index)
-                log.info("worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%", index,
-                         record["agent"], record["call_id"], record["end_reason"], record["duration_s"],
-                         record["rx_packets"], record["tx_packets"], record["loss_pct"])
+                log.info(
+                    "worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%",
+                    index,
+                    record["agent"],
+                    record["call_id"],
+                    record["end_reason"],
+                    record["duration_s"],
+                    record["rx_packets"],
+                    record["tx_packets"],
+                    record["loss_pct"],
+                )
                 try:
                     await asyncio.to_thread(events.append, "agent_call", record)
                 except OSError:
@@ -398,9 +412,7 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> None:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.worker is not None:
         worker_main(args)
         return

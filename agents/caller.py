@@ -8,9 +8,9 @@ can attribute the call either way. After the 200 OK the call is held `--hold` se
 
 Result fields (see `result_dict`):
 - final_code: the final SIP response received for the INVITE (200, 486, 503, ...). When none came:
-  408 if we gave up after `--timeout` although the far end had answered with 1xx (it rang, nobody
-  picked up), and 0 when nothing at all came back (no 1xx either: end_reason 'no_response', or
-  'transport_error' when sending failed). A code pjsip makes up locally (its own 408 on timer B,
+  408 (end_reason 'timeout') if we gave up after `--timeout` although the far end had sent a 1xx
+  (it rang, nobody picked up), and 0 when nothing at all came back (no 1xx either: end_reason
+  'no_response', or 'transport_error' when sending failed). A code pjsip makes up locally (its own 408 on timer B,
   503 on a transport error) is never reported as if the network had sent it.
 - pdd_ms: INVITE sent -> first 18x or 2xx; setup_ms: INVITE sent -> 200 OK.
 - end_reason: caller_bye (held the full time, then BYE), remote_bye (the far end hung up while
@@ -23,7 +23,8 @@ Result fields (see `result_dict`):
   Server, Reason, Retry-After. `region` repeats X-Wobble-Region (null if absent).
 
 Exit code 0 whenever the call was attempted (the host decides what a failure is); 2 on usage
-errors; 1 when the engine itself failed.
+errors; 3 when --local-port is already taken (end_reason 'port_in_use'); 1 when the engine itself
+failed (end_reason 'error', plus an `error` field). A JSON line is printed in every case but 2.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from typing import Any
 from agents.model import CALL_HEADER, TOKEN_RE, CallOutcome, strip_port, uri_host
 
 log = logging.getLogger("agents.caller")
+#: Exit codes: 0 the call was attempted (whatever its outcome), 1 engine failure, 2 usage error,
+#: 3 the local SIP port (--local-port) is taken.
+EXIT_PORT_IN_USE = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,7 +93,9 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def result_dict(call_id: str, target: str, outcome: CallOutcome | None, end_reason: str | None = None) -> dict[str, Any]:
+def result_dict(
+    call_id: str, target: str, outcome: CallOutcome | None, end_reason: str | None = None
+) -> dict[str, Any]:
     """The caller's JSON record. `outcome` None means the call never started."""
     if outcome is None:
         return {
@@ -116,8 +122,11 @@ def result_dict(call_id: str, target: str, outcome: CallOutcome | None, end_reas
         }
     reason = end_reason or outcome.end_reason
     code = outcome.final_code
-    if code == 0 and reason == "timeout" and outcome.response_seen:
-        code = 408
+    if code == 0 and reason == "timeout":
+        if outcome.response_seen:
+            code = 408  # it rang (or at least said 100 Trying) but nobody answered in time
+        else:
+            reason = "no_response"  # nothing at all came back
     s = outcome.stats
     return {
         "call_id": call_id,
@@ -203,9 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         out = redirect_stdout_to_stderr()
     except Exception:  # pjsua2 missing: still print a JSON line below
         pass
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     code = 0
     watchdog = args.timeout + args.hold + 20.0
     try:
@@ -214,10 +221,15 @@ def main(argv: list[str] | None = None) -> None:
         log.error("caller %s: watchdog after %.0f s", args.call_id, watchdog)
         result = result_dict(args.call_id, args.target, None, end_reason="watchdog")
     except Exception as exc:
-        log.exception("caller %s failed", args.call_id)
-        result = result_dict(args.call_id, args.target, None, end_reason="error")
+        if type(exc).__name__ == "PortInUseError":  # agents.ua may not import without pjsua2
+            log.error("caller %s: %s", args.call_id, exc)
+            result = result_dict(args.call_id, args.target, None, end_reason="port_in_use")
+            code = EXIT_PORT_IN_USE
+        else:
+            log.exception("caller %s failed", args.call_id)
+            result = result_dict(args.call_id, args.target, None, end_reason="error")
+            code = 1
         result["error"] = f"{type(exc).__name__}: {exc}"
-        code = 1
     print(json.dumps(result, separators=(",", ":")), file=out, flush=True)
     out.flush()
     sys.stderr.flush()

@@ -53,6 +53,7 @@ __all__ = [
     "CallProgress",
     "IncomingCall",
     "MediaActive",
+    "PortInUseError",
     "RegState",
     "RtpStats",
     "UaEvent",
@@ -62,6 +63,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("agents.ua")
+#: pj_status_t of EADDRINUSE (PJ_ERRNO_START_SYS + errno 98 on Linux)
+PJ_EADDRINUSE = 120000 + 98
+
+
+class PortInUseError(OSError):
+    """The SIP port asked for is taken."""
+
+
 T = TypeVar("T")
 MAX_CALLS = 4
 
@@ -223,13 +232,13 @@ class _Account(pj.Account):  # type: ignore[misc]
 class UserAgent:
     """pjsua2 in a worker thread. Use from one asyncio loop:
 
-        ua = UserAgent(UaOptions(sip_port=5070))
-        port = await ua.start()
-        await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@10.77.1.11", ...))
-        h = await ua.make_call("a-001", "sip:support@10.77.0.11", {"X-Wobble-Call": "c1"})
-        ev = await ua.events.get()     # RegState | IncomingCall | CallProgress | ... | CallEnded
-        await ua.hangup(h, "caller_bye")
-        await ua.stop(); os._exit(0)
+    ua = UserAgent(UaOptions(sip_port=5070))
+    port = await ua.start()
+    await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@10.77.1.11", ...))
+    h = await ua.make_call("a-001", "sip:support@10.77.0.11", {"X-Wobble-Call": "c1"})
+    ev = await ua.events.get()     # RegState | IncomingCall | CallProgress | ... | CallEnded
+    await ua.hangup(h, "caller_bye")
+    await ua.stop(); os._exit(0)
     """
 
     def __init__(self, options: UaOptions | None = None) -> None:
@@ -248,7 +257,7 @@ class UserAgent:
         self._accounts: dict[str, _Account] = {}
         self._calls: dict[int, _Rec] = {}
         self._graveyard: list[_Rec] = []
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timers: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = itertools.count(1)
 
     # ------------------------------------------------------------------ asyncio-facing API
@@ -313,7 +322,7 @@ class UserAgent:
         with contextlib.suppress(RuntimeError):  # loop closed
             loop.call_soon_threadsafe(self.events.put_nowait, ev)
 
-    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+    def _guard(self, fn: Callable[..., object], *args: Any) -> None:
         """Run a callback body; an exception must never propagate into pjsua2's C++ frames."""
         try:
             fn(*args)
@@ -323,6 +332,11 @@ class UserAgent:
     def _run(self) -> None:
         try:
             self._init_lib()
+        except PortInUseError as exc:
+            log.error("pjsua2 init failed: %s", exc)
+            self._ready.set_exception(exc)
+            self._done.set_result(None)
+            return
         except Exception as exc:
             log.exception("pjsua2 init failed")
             self._ready.set_exception(exc)
@@ -359,7 +373,7 @@ class UserAgent:
         cfg.logConfig.consoleLevel = self.opts.log_level
         cfg.logConfig.msgLogging = 1 if self.opts.log_level >= 4 else 0
         cfg.medConfig.noVad = True
-        cfg.medConfig.threadCnt = 0  # media runs from the null device's clock thread + our poll
+        cfg.medConfig.threadCnt = 1  # RTP I/O in a native thread: jitter is timestamped without the GIL
         cfg.medConfig.hasIoqueue = True
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()
@@ -369,7 +383,12 @@ class UserAgent:
             tcfg.boundAddress = self.opts.bind_addr
         if self.opts.public_addr:
             tcfg.publicAddress = self.opts.public_addr
-        tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        try:
+            tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        except pj.Error as exc:
+            if int(exc.status) == PJ_EADDRINUSE:
+                raise PortInUseError(f"local SIP port {self.opts.sip_port} is in use") from None
+            raise RuntimeError(f"SIP transport: {exc.reason} (status {exc.status})") from None
         ep.libStart()
         prio = 255
         for codec in self.opts.codecs:
@@ -455,6 +474,12 @@ class UserAgent:
             cfg.regConfig.randomRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
             cfg.regConfig.unregWaitMsec = 1000
+            # Agents register through the SBC, which adds a Path (RFC 3327); a registrar rejects
+            # a Path the UA did not say it supports (Asterisk: 420 Bad Extension).
+            supported = pj.SipHeader()
+            supported.hName = "Supported"
+            supported.hValue = "path"
+            cfg.regConfig.headers.append(supported)
         else:
             cfg.regConfig.registerOnAdd = False
         # The lab has no NAT: keep Contact/Via/SDP exactly as configured.
@@ -570,7 +595,7 @@ class UserAgent:
         handle = rec.handle
         self._schedule(acc.spec.ring_delay, lambda: self._answer(handle, 200))
 
-    def _schedule(self, delay: float, fn: Callable[[], None]) -> None:
+    def _schedule(self, delay: float, fn: Callable[[], object]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), next(self._seq), fn))
 
     def _answer_call(self, rec: _Rec, code: int) -> None:

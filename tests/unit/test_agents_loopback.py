@@ -1,0 +1,180 @@
+"""Real pjsua2 calls on loopback: an agents service (direct mode) and one caller; an agents service
+registering to a tiny fake registrar. Skipped where pjsua2 is not installed. ~12 s."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pjsua2")
+
+from lab import events
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLD_S = 3
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "WOBBLE_EVENTS": str(tmp / "events.jsonl"),
+        "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
+    )
+
+
+def _wait_healthy(env: dict[str, str], timeout: float = 8.0) -> str:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        proc = _health(env)
+        last = proc.stdout.strip()
+        if proc.returncode == 0:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"agents never became healthy: {last}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=8)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def _agents(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    rtp_base = random.randrange(40000, 59000, 100)
+    cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a",
+           "--rtp-base", str(rtp_base), "--bind", "127.0.0.1", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    env = _env(tmp_path)
+    port = _free_udp_port()
+    proc = _agents(env, "--count", "1", "--proxy", "127.0.0.1", "--sip-port", str(port), "--no-register")
+    try:
+        _wait_healthy(env)
+        yield port, env
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str]]) -> None:
+    port, env = direct_agent
+    call_id = "t" + uuid.uuid4().hex[:10]
+    cmd = [sys.executable, "-m", "agents.caller", "--target", f"sip:support@127.0.0.1:{port}",
+           "--hold", str(HOLD_S), "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5", "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = HOLD_S * 50  # 20 ms packets
+    assert rec["call_id"] == call_id and rec["final_code"] == 200 and rec["end_reason"] == "caller_bye"
+    assert 0 < rec["pdd_ms"] <= rec["setup_ms"] < 2000
+    assert abs(rec["rx_packets"] - expected) <= 10 and abs(rec["tx_packets"] - expected) <= 10
+    assert rec["loss_pct"] == 0.0 and rec["rx_lost"] == 0
+    assert rec["reply_headers"]["X-Wobble-Region"] == "region-a" and rec["region"] == "region-a"
+    assert rec["reply_headers"]["X-Wobble-Agent"] == "a-001"
+    assert abs(rec["duration_s"] - HOLD_S) < 0.5
+
+    events_path = Path(env["WOBBLE_EVENTS"])
+    deadline = time.monotonic() + 5
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        found = [e for e in events.read(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
+        time.sleep(0.1)
+    assert found, "no agent_call event"
+    ev = found[0]
+    assert ev["agent"] == "a-001" and ev["agent_region"] == "region-a" and ev["end_reason"] == "remote_bye"
+    assert ev["sip_call_id"] == rec["sip_call_id"]
+    assert abs(ev["rx_packets"] - expected) <= 10 and abs(ev["tx_packets"] - expected) <= 10
+    assert ev["loss_pct"] == 0.0 and abs(ev["duration_s"] - HOLD_S) < 0.5
+
+
+class FakeRegistrar(threading.Thread):
+    """Answers every REGISTER with 200 OK (echoing Contact and expiry); remembers what it saw."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.seen: list[tuple[str, int]] = []  # (To user, expires)
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            msg = data.decode(errors="replace")
+            if not msg.startswith("REGISTER "):
+                continue
+            head = msg.split("\r\n\r\n", 1)[0].split("\r\n")
+            keep = [h for h in head[1:] if re.match(r"(?i)^(via|from|to|call-id|cseq):", h)]
+            contact = next((h.split(":", 1)[1].strip() for h in head if re.match(r"(?i)^(contact|m):", h)), "")
+            exp_hdr = next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("expires:")), "60")
+            expires = int(exp_hdr)
+            to_user = re.search(r"sip:([^@>]+)@", next(h for h in keep if h.lower().startswith("to:")))
+            self.seen.append((to_user.group(1) if to_user else "?", expires))
+            keep = [h + ";tag=reg" if h.lower().startswith("to:") and "tag=" not in h else h for h in keep]
+            lines = ["SIP/2.0 200 OK", *keep]
+            if expires and contact:
+                lines.append(f"Contact: {contact.split(';expires')[0]};expires={expires}")
+            lines += [f"Expires: {expires}", "Content-Length: 0", "", ""]
+            self.sock.sendto("\r\n".join(lines).encode(), addr)
+
+    def stop(self) -> None:
+        self.running = False
+        self.join(2)
+        self.sock.close()
+
+
+def test_agents_register_and_health(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    reg = FakeRegistrar()
+    reg.start()
+    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(_free_udp_port()),
+                   "--expires", "30")  # fmt: skip
+    try:
+        assert _wait_healthy(env) == "ok: 2/2 agents registered"
+        assert {u for u, e in reg.seen if e > 0} == {"a-001", "a-002"}
+        worker = json.loads((tmp_path / "agents.json.d" / "worker-0.json").read_text())
+        assert worker["agents"]["a-001"]["code"] == 200 and worker["agents"]["a-001"]["expires"] > 0
+    finally:
+        code = _stop(proc)
+        reg.stop()
+    assert code == 0
+    assert {u for u, e in reg.seen if e == 0} == {"a-001", "a-002"}, "no unregister on SIGTERM"
+    assert _health(env).returncode != 0  # workers wrote 'stopping'
