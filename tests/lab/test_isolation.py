@@ -12,21 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dnslib import RCODE, DNSRecord
 
 
 def host_nameservers() -> list[str]:
     text = Path("/etc/resolv.conf").read_text()
     return [ip for ip in re.findall(r"^nameserver\s+(\S+)", text, re.M) if not ip.startswith("127.") and ":" not in ip]
-
-
-def host_mirror_name() -> str | None:
-    """A name the host resolves for real: its Debian mirror, read from apt's sources at run time."""
-    for f in [*Path("/etc/apt/sources.list.d").glob("*.sources"), Path("/etc/apt/sources.list")]:
-        if f.exists():
-            m = re.search(r"https?://([^/\s:]+)", f.read_text())
-            if m:
-                return m.group(1)
-    return None
 
 
 def run_in(service: str, code: str) -> subprocess.CompletedProcess[str]:
@@ -38,15 +29,48 @@ def run_in(service: str, code: str) -> subprocess.CompletedProcess[str]:
 PYTHON_SERVICES = ["caller", "agents-a", "agents-b", "dns"]
 
 
+OUTSIDE_NAME = "example.com"
+
+
+def host_resolver_answers(ip: str) -> bool:
+    """Precondition: the host's resolver is alive and answers outside names itself (not REFUSED)."""
+    try:
+        reply = DNSRecord.parse(DNSRecord.question(OUTSIDE_NAME).send(ip, 53, timeout=3))
+    except OSError:
+        return False
+    return bool(reply.header.rcode != RCODE.REFUSED)
+
+
 @pytest.mark.parametrize("service", PYTHON_SERVICES)
 def test_cannot_resolve_outside_names(lab_up: None, service: str) -> None:
-    name = host_mirror_name()
-    if name is None:
-        pytest.fail("no apt source on the host to take an outside name from")
-    socket.gethostbyname(name)  # precondition: the host resolves it
-    proc = run_in(service, f"import socket; print(socket.gethostbyname({name!r}))")
-    assert proc.returncode != 0, f"{service} resolved {name}: {proc.stdout}"
-    assert "gaierror" in proc.stderr or "Name or service not known" in proc.stderr or "failure" in proc.stderr
+    live = [ip for ip in host_nameservers() if host_resolver_answers(ip)]
+    if not live:
+        pytest.fail("no live resolver on the host to compare against")
+    # Through the container's own resolver configuration (Docker's embedded DNS, which forwards to
+    # the lab resolver): REFUSED is the lab resolver's answer; the host's resolver never says it.
+    code = (
+        "import sys, socket\n"
+        "from dnslib import DNSRecord\n"
+        "ns = [l.split()[1] for l in open('/etc/resolv.conf') if l.startswith('nameserver')][0]\n"
+        f"r = DNSRecord.parse(DNSRecord.question({OUTSIDE_NAME!r}).send(ns, 53, timeout=5))\n"
+        "print('rcode', r.header.rcode, 'answers', len(r.rr))\n"
+        "try:\n"
+        f"    print('RESOLVED', socket.gethostbyname({OUTSIDE_NAME!r})); sys.exit(1)\n"
+        "except OSError as e:\n"
+        "    print('unresolved', e)\n"
+    )
+    proc = run_in(service, code)
+    assert proc.returncode == 0, f"{service}: {proc.stdout}{proc.stderr}"
+    assert f"rcode {int(RCODE.REFUSED)} answers 0" in proc.stdout, proc.stdout
+    # and the host's resolver itself is out of reach (no route off the lab networks)
+    for ip in live:
+        direct = run_in(
+            service,
+            "from dnslib import DNSRecord\n"
+            f"try:\n    DNSRecord.question({OUTSIDE_NAME!r}).send({ip!r}, 53, timeout=3); print('ANSWERED')\n"
+            "except OSError as e:\n    print('blocked', e)\n",
+        )
+        assert "blocked" in direct.stdout and "ANSWERED" not in direct.stdout, f"{service} reached {ip}"
 
 
 @pytest.mark.parametrize("service", PYTHON_SERVICES)

@@ -58,7 +58,7 @@ def _wait_healthy(env: dict[str, str], timeout: float = 8.0) -> str:
         if proc.returncode == 0:
             return last
         time.sleep(0.2)
-    raise AssertionError(f"agents never became healthy: {last}")
+    raise AssertionError(f"agents never became healthy: {last}\n{_agents_log(env)}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -74,7 +74,13 @@ def _agents(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     rtp_base = random.randrange(40000, 59000, 100)
     cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a",
            "--rtp-base", str(rtp_base), "--bind", "127.0.0.1", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with Path(env["WOBBLE_EVENTS"]).with_name("agents.log").open("ab") as log:  # read back on failure
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _agents_log(env: dict[str, str]) -> str:
+    path = Path(env["WOBBLE_EVENTS"]).with_name("agents.log")
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
 
 @pytest.fixture
@@ -86,7 +92,7 @@ def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         _wait_healthy(env)
         yield port, env
     finally:
-        assert _stop(proc) == 0
+        assert _stop(proc) == 0, _agents_log(env)
 
 
 def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str]]) -> None:
@@ -96,6 +102,7 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
            "--hold", str(HOLD_S), "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5", "--json"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip(), f"{proc.stderr[-2000:]}\n{_agents_log(env)}"
     rec: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     expected = HOLD_S * 50  # 20 ms packets
     assert rec["call_id"] == call_id and rec["final_code"] == 200 and rec["end_reason"] == "caller_bye"
@@ -112,7 +119,7 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
     while not found and time.monotonic() < deadline:
         found = [e for e in events.read(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
         time.sleep(0.1)
-    assert found, "no agent_call event"
+    assert found, f"no agent_call event\n{_agents_log(env)}"
     ev = found[0]
     assert ev["agent"] == "a-001" and ev["agent_region"] == "region-a" and ev["end_reason"] == "remote_bye"
     assert ev["sip_call_id"] == rec["sip_call_id"]
