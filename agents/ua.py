@@ -355,7 +355,7 @@ class UserAgent:
                 if now >= next_stats:
                     next_stats = now + self.opts.stats_interval
                     self._sample_all(now)
-                self._graveyard.clear()  # drop pj.Call refs of ended calls outside their callbacks
+                self._bury()
         except Exception:
             log.exception("pjsua2 worker loop crashed")
         finally:
@@ -435,7 +435,7 @@ class UserAgent:
                         acc.setRegistration(False)
                 if registered:
                     self._pump(1.0, until=lambda: all(not self._is_registered(a) for a in registered))
-                self._graveyard.clear()
+                self._bury()
                 # Fail anything still queued so no awaiting coroutine hangs.
                 while True:
                     try:
@@ -451,6 +451,18 @@ class UserAgent:
         finally:
             if not self._done.done():
                 self._done.set_result(None)
+
+    def _bury(self) -> None:
+        """Free ended calls HERE, in the pjsua2 thread, outside their callbacks. The call <-> record
+        back-reference is a cycle: left to Python's cyclic GC, the Call/ToneGenerator destructors
+        would run in whichever thread happens to trigger a collection (the asyncio thread, an
+        executor thread) and pjlib aborts the process ("Calling pjlib from unknown/external
+        thread"). Breaking the cycle makes plain refcounting free them right here."""
+        while self._graveyard:
+            rec = self._graveyard.pop()
+            rec.call.rec = None
+            rec.tone = None
+            del rec
 
     @staticmethod
     def _is_registered(acc: _Account) -> bool:

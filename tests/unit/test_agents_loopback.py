@@ -185,3 +185,47 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
     assert code == 0
     assert {u for u, e in reg.seen if e == 0} == {"a-001", "a-002"}, "no unregister on SIGTERM"
     assert _health(env).returncode != 0  # workers wrote 'stopping'
+
+
+GC_SCRIPT = r"""
+import asyncio, gc, json, os, sys, weakref
+from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent, _Call
+
+async def main() -> None:
+    ua = UserAgent(UaOptions(bind_addr="127.0.0.1", log_level=0))
+    addr = await ua.start()
+    await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
+                                     ring_delay=0.05, make_default=True))
+    await ua.add_account(AccountSpec(name="caller", id_uri="sip:gc-test@127.0.0.1"))
+    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "gc-test"})
+    refs = await ua._submit(lambda: [weakref.ref(r.call) for r in ua._calls.values()])
+    await asyncio.sleep(1.0)
+    await ua.hangup(h, "caller_bye")
+    ended = []
+    while len(ended) < 2:
+        ev = await asyncio.wait_for(ua.events.get(), 5)
+        if isinstance(ev, CallEnded):
+            ended.append(ev.outcome)
+    await asyncio.sleep(0.3)  # a few worker loop passes: the graveyard is emptied there
+    alive = sum(r() is not None for r in refs)
+    gc.collect()  # in THIS (non-pjsua) thread: must not destroy any pjsua2 object
+    live = await ua._submit(lambda: sum(isinstance(o, _Call) for o in gc.get_objects()))
+    reasons = sorted(o.end_reason for o in ended)
+    print(json.dumps([len(refs), alive, live, reasons, [o.lab_call_id for o in ended]]), flush=True)
+    await ua.stop(2)
+
+gc.disable()
+asyncio.run(main())
+os._exit(0)
+"""
+
+
+def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
+    """Regression: a call<->record reference cycle left pj.Call objects to the cyclic GC, which ran
+    their destructors in a non-pjsua thread: pjlib asserted and the agents worker died (-6)."""
+    proc = subprocess.run([sys.executable, "-c", GC_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    calls, alive, live, reasons, call_ids = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (calls, alive, live) == (2, 0, 0), "ended pj.Call objects not freed in the pjsua2 thread"
+    assert reasons == ["caller_bye", "remote_bye"] and call_ids == ["gc-test", "gc-test"]
