@@ -11,8 +11,10 @@ export DOCKER_CONFIG := $(CURDIR)/.docker
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse .docker/cli-plugins/docker-compose images
 
+# Evaluated only when a target needs docker; $(error) makes it make's one and only line.
 check-docker:
-	@scripts/check-docker.sh
+	$(eval DOCKER_PROBLEM := $(shell scripts/check-docker.sh 2>&1 >/dev/null))
+	$(if $(DOCKER_PROBLEM),$(error $(DOCKER_PROBLEM)))
 
 $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
