@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab import cdr, dockerctl, events, paths
-from lab.errors import BadInput, CallFailed, PortInUse
+from lab.errors import BadInput, CallFailed, PortInUse, WobbleError
 from lab.metrics.mos import mos
+from lab.steering import client as steering_client
 from lab.topology import Topology
 
 log = logging.getLogger("wobble.call")
@@ -26,6 +27,10 @@ T = TypeVar("T")
 
 #: Exit code of agents.caller when its local SIP port is taken.
 CALLER_EXIT_PORT_IN_USE = 3
+#: How a caller may pick its target when no region is given.
+STEER_MODES = ("http", "dns")
+#: Final codes after which an RFC 3263 client tries the next target (0: no response at all).
+RETRY_NEXT_TARGET = (0, 408, 503)
 #: How long to wait for the agent's record, the recording and the CDR after the BYE.
 JOIN_WAIT_S = 8.0
 
@@ -71,21 +76,60 @@ def finished_recording(path: Path, min_age_s: float = 0.5) -> Path | None:
     return path if time.time() - st.st_mtime >= min_age_s else None
 
 
+def ensure_steer_is_valid(steer: str) -> str:
+    if steer not in STEER_MODES:
+        raise BadInput(f"--steer must be one of {', '.join(STEER_MODES)}, got {steer!r}")
+    return steer
+
+
 def place_call(
-    region: str, hold: str | float, topo: Topology | None = None, local_port: int = 0, timeout_s: float = 30.0
+    region: str | None,
+    hold: str | float,
+    topo: Topology | None = None,
+    local_port: int = 0,
+    timeout_s: float = 30.0,
+    steer: str = "http",
 ) -> dict[str, Any]:
+    """One call: to `region`'s SBC, or (region None) wherever steering sends it, as a UA would."""
     topo = topo or Topology.default()
-    region = ensure_region_is_valid(region, topo)
+    if region is not None:
+        region = ensure_region_is_valid(region, topo)
     hold_s = ensure_hold_is_valid(hold)
+    steer = ensure_steer_is_valid(steer)
     if not 0 <= local_port <= 65535:
         raise BadInput(f"--local-port must be 0 (any) or a UDP port number, got {local_port}")
-    target = topo.region(region).sip_uri
     dockerctl.service_container("caller")  # LabNotUp with a hint, before anything starts
     call_id = "w" + uuid.uuid4().hex[:12]
+    if region is not None:
+        targets = [(region, topo.region(region).sip_uri)]
+    elif steer == "http":
+        route = steering_client.request("/v1/route")
+        targets = [(str(route["region"]), str(route["uri"]))]
+    else:  # RFC 3263: SRV targets in order; on 503 or timeout, the next one
+        targets = [(t.region, f"sip:support@{t.host}:{t.port}") for t in steering_client.srv_targets()]
+        if not targets:
+            raise CallFailed("steering DNS returned no SRV targets for the lab zone")
+    caller: dict[str, Any] = {}
+    tried: list[str] = []
+    for asked, uri in targets:
+        tried.append(asked)
+        caller = run_caller(call_id, uri, hold_s, local_port, timeout_s)
+        if caller.get("final_code") not in RETRY_NEXT_TARGET:
+            break
+        log.info("%s answered %s; trying the next target", asked, caller.get("final_code") or "nothing")
+    record = join(call_id, tried[-1], caller)
+    record["steer"] = None if region is not None else steer
+    record["targets_tried"] = tried
+    report_evidence(record)
+    return record
+
+
+def run_caller(call_id: str, target: str, hold_s: float, local_port: int, timeout_s: float) -> dict[str, Any]:
+    """Run one call in the caller container; its record is the last line it prints."""
     events.append("call_invoke", {"call_id": call_id, "target": target, "hold_s": hold_s}, paths.EVENTS)
     cmd = ["python", "-m", "agents.caller", "--target", target, "--hold", str(hold_s), "--call-id", call_id,
            "--local-port", str(local_port), "--timeout", str(timeout_s), "--json"]  # fmt: skip
-    log.info("calling %s (%s) as %s, hold %.1f s", region, target, call_id, hold_s)
+    log.info("calling %s as %s, hold %.1f s", target, call_id, hold_s)
     code, out, err = dockerctl.exec_run("caller", cmd)
     for line in err.decode(errors="replace").splitlines():
         log.debug("caller: %s", line)
@@ -98,7 +142,19 @@ def place_call(
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         events.append("call_fail", {"call_id": call_id, "error": tail[0]}, paths.EVENTS)
         raise CallFailed(f"the caller returned no record (exit {code}): {tail[0]}") from None
-    return join(call_id, region, caller)
+    return caller
+
+
+def report_evidence(record: dict[str, Any]) -> None:
+    """Tell steering how the call went (passive evidence); best effort, never fails the call."""
+    region = record.get("region") or record.get("asked_region")
+    if not region:
+        return
+    try:
+        steering_client.request("/v1/evidence", {"region": region, "ok": record["final_code"] == 200,
+                                                 "source": "wobble-call"}, timeout=1.0)  # fmt: skip
+    except WobbleError as exc:
+        log.debug("evidence not reported: %s", exc)
 
 
 def join(call_id: str, asked_region: str, caller: dict[str, Any]) -> dict[str, Any]:

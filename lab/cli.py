@@ -12,6 +12,7 @@ import typer
 from lab import lifecycle
 from lab.call import place_call
 from lab.errors import BadInput, HealthTimeout, WobbleError
+from lab.steering import client as steering_client
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Wobble Lab: a two-region SIP/RTP contact center to break on purpose.")  # fmt: skip
@@ -75,14 +76,17 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
 
 @app.command()
 def call(
-    region: Annotated[str, typer.Option(help="Region whose SBC the call goes to: region-a or region-b.")],
+    region: Annotated[
+        str | None, typer.Option(help="Region whose SBC the call goes to; default: where steering sends it.")
+    ] = None,
     hold: Annotated[str, typer.Option(help="Seconds between the 200 OK and the caller's BYE.")] = "5",
     local_port: Annotated[int, typer.Option(help="Caller's SIP UDP port (0: any free port).")] = 0,
+    steer: Annotated[str, typer.Option(help="Without --region: ask steering by `http` or `dns` (SRV).")] = "http",
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON record on stdout.")] = False,
 ) -> None:
     """Place one real call from the caller container and print its record."""
     try:
-        record = place_call(region, hold, local_port=local_port)
+        record = place_call(region, hold, local_port=local_port, steer=steer)
     except WobbleError as exc:
         raise fail(exc) from exc
     if not as_json:
@@ -91,6 +95,56 @@ def call(
     print(json.dumps(record), flush=True)
     if record["final_code"] != 200:
         raise typer.Exit(1)
+
+
+steering_app = typer.Typer(no_args_is_help=True, help="The GSLB steering service.")
+app.add_typer(steering_app, name="steering")
+
+
+@steering_app.command("state")
+def steering_state(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Mode, configuration status and each region's state (GET /v1/state)."""
+    try:
+        state = steering_client.request("/v1/state")
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print(json.dumps(state), flush=True)
+        return
+    print(f"mode {state['mode']}, config {state['config']}")
+    for name, r in state["regions"].items():
+        print(f"{name:10} {r['state']:8} since {r.get('since')} ({r.get('reason')})")
+
+
+@steering_app.command("mode")
+def steering_mode(mode: Annotated[str, typer.Argument(help="auto, confirm or manual")]) -> None:
+    """Set who decides failover: the policy (auto), the policy with approval (confirm), or you."""
+    try:
+        steering_client.request("/v1/mode", {"mode": mode, "who": "cli"}, auth=True)
+    except WobbleError as exc:
+        raise fail(exc) from exc
+
+
+@app.command()
+def failover(
+    to: Annotated[str | None, typer.Option(help="Send all new calls to this region.")] = None,
+    approve: Annotated[bool, typer.Option(help="Approve the failover steering proposed (confirm mode).")] = False,
+    release: Annotated[bool, typer.Option(help="Hand routing back to the policy.")] = False,
+) -> None:
+    """Operator failover: move traffic, approve a proposal, or release manual control."""
+    chosen = [name for name, on in (("--to", to is not None), ("--approve", approve), ("--release", release)) if on]
+    if len(chosen) != 1:
+        raise fail(BadInput("give exactly one of --to REGION, --approve, --release"))
+    body: dict[str, object] = {"who": "cli"}
+    if to is not None:
+        body["to"] = to
+    body["approve"] = approve
+    body["release"] = release
+    try:
+        result = steering_client.request("/v1/failover", body, auth=True)
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    print(json.dumps(result["decisions"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ log = logging.getLogger("wobble.lab")
 IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev")
 #: Health states that count as ready (`running`: a service without a health check).
 READY = ("healthy", "running")
-SERVICES = ("dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller")
+SERVICES = (
+    "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
+    "steering", "config-api",
+)  # fmt: skip
 
 
 def compose_bin() -> Path:
@@ -92,6 +95,26 @@ def wait_healthy(timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def wait_steering_all_up(timeout_s: float) -> None:
+    """`make up` is done when steering, from both vantage points, has every region UP."""
+    from lab.steering import client
+
+    deadline = time.monotonic() + timeout_s
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            snap = client.request("/v1/state", timeout=1.0)
+            states = {name: r["state"] for name, r in snap["regions"].items()}
+            if states and all(s == "UP" for s in states.values()):
+                return
+        except WobbleError:
+            pass
+        time.sleep(0.3)
+    container = running_services().get("steering")
+    logs = dockerctl.last_logs(container) if container is not None else ""
+    raise HealthTimeout("steering", timeout_s, logs, hint=f"regions not all UP: {states or 'no answer'}")
+
+
 def up(timeout_s: float = 240.0) -> float:
     """Start the lab and return only when every service is healthy; returns seconds taken.
 
@@ -111,6 +134,7 @@ def up(timeout_s: float = 240.0) -> float:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             raise WobbleError(f"compose up failed: {lines[-1] if lines else 'no output'}")
         wait_healthy(timeout_s)
+        wait_steering_all_up(max(10.0, timeout_s - (time.monotonic() - started)))
     except BaseException:
         log.warning("the lab did not come up; taking it down again")
         down()

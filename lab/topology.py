@@ -69,6 +69,9 @@ class Topology(BaseModel):
     carrier_subnet: str = "10.77.0.0/24"
     backbone_subnet: str = "10.77.9.0/24"
     caller_ip: str = "10.77.0.50"
+    steering_ip: str = "10.77.0.5"
+    steering_http_port: int = 8080
+    config_api_ip: str = "10.77.9.6"
     resolver_ips: dict[str, str] = {
         "carrier": "10.77.0.2",
         "region-a": "10.77.1.2",
@@ -91,6 +94,10 @@ class Topology(BaseModel):
                 return r
         raise KeyError(name)
 
+    @property
+    def steering_url(self) -> str:
+        return f"http://{self.steering_ip}:{self.steering_http_port}"
+
     def subnets(self) -> dict[str, str]:
         nets = {"carrier": self.carrier_subnet, "backbone": self.backbone_subnet}
         nets.update({r.network: r.subnet for r in self.regions})
@@ -99,7 +106,11 @@ class Topology(BaseModel):
     def dns_records(self) -> dict[str, str]:
         """A records of the lab zone: each service by name, as a caller would look it up."""
         z = self.zone
-        records = {f"caller.{z}": self.caller_ip, f"dns.{z}": self.resolver_ips["carrier"]}
+        records = {
+            f"caller.{z}": self.caller_ip,
+            f"dns.{z}": self.resolver_ips["carrier"],
+            f"steering.{z}": self.steering_ip,
+        }
         for r in self.regions:
             records[f"{r.sbc_service}.{z}"] = r.sbc_carrier_ip
             records[f"{r.media_service}.{z}"] = r.media_carrier_ip

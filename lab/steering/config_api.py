@@ -1,0 +1,66 @@
+"""The control plane: serves steering's configuration (`python -m lab.steering.config_api`).
+
+GET /v1/config returns it; PUT /v1/config (token) validates and replaces it. Steering polls this
+and keeps its last known good configuration whenever it is down or slow.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from lab.errors import BadInput
+from lab.steering import config as configmod
+
+CONFIG: web.AppKey[configmod.SteeringConfig] = web.AppKey("config")
+TOKEN: web.AppKey[str] = web.AppKey("token")
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONFIG].model_dump())
+
+
+async def put_config(request: web.Request) -> web.Response:
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not given or not hmac.compare_digest(given, request.app[TOKEN]):
+        return web.json_response({"error": "missing or wrong token"}, status=401)
+    try:
+        new = configmod.ensure_config_is_valid(await request.json(), "request body")
+    except (ValueError, BadInput) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    request.app[CONFIG] = new
+    return web.json_response(new.model_dump())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_app(cfg: configmod.SteeringConfig, token: str) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = cfg
+    app[TOKEN] = token
+    app.router.add_get("/v1/config", get_config)
+    app.router.add_put("/v1/config", put_config)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    path = Path(os.environ.get("CONFIG_FILE", str(configmod.BUNDLED)))
+    try:
+        cfg = configmod.load(path)
+    except (BadInput, OSError) as exc:
+        raise SystemExit(f"config-api: {exc}") from None
+    web.run_app(make_app(cfg, os.environ.get("STEERING_TOKEN", "")), port=int(os.environ.get("PORT", "8081")),
+                access_log=None, print=None)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Steering's HTTP face (aiohttp): route, state, operator actions, evidence, OpenAPI, metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from lab.steering.service import Steering
+
+STEERING: web.AppKey[Steering] = web.AppKey("steering")
+TOKEN: web.AppKey[str] = web.AppKey("token")
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _authorized(request: web.Request) -> bool:
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
+    return data
+
+
+async def route(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STEERING].route())
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STEERING].state())
+
+
+async def failover(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
+    steering = request.app[STEERING]
+    body = await _body(request)
+    who = str(body.get("who") or "operator")
+    now = time.time()
+    if body.get("approve"):
+        decisions = steering.policy.approve(now, who)
+        if not decisions:
+            return _json_error(409, "no failover is waiting for approval")
+    elif "to" in body:
+        to = str(body["to"])
+        if to not in [r.name for r in steering.cfg.regions]:
+            names = ", ".join(r.name for r in steering.cfg.regions)
+            return _json_error(400, f"unknown region {to!r}; choose one of: {names}")
+        decisions = steering.policy.failover(now, to, who)
+    elif body.get("release"):
+        decisions = steering.policy.release(now, who)
+    else:
+        return _json_error(400, 'give {"to": "<region>"}, {"approve": true} or {"release": true}')
+    steering.record(decisions)
+    return web.json_response({"decisions": [d.to_dict() for d in decisions], "state": steering.state()})
+
+
+async def mode(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
+    steering = request.app[STEERING]
+    body = await _body(request)
+    new = str(body.get("mode", ""))
+    if new not in ("auto", "confirm", "manual"):
+        return _json_error(400, f"mode must be auto, confirm or manual, got {new!r}")
+    decisions = steering.policy.set_mode(time.time(), new, str(body.get("who") or "operator"))
+    steering.record(decisions)
+    return web.json_response({"mode": new, "state": steering.state()})
+
+
+async def probes(request: web.Request) -> web.Response:
+    """Reports from the carrier vantage point (a probe process on the callers' network)."""
+    steering = request.app[STEERING]
+    body = await _body(request)
+    vantage = str(body.get("vantage") or "carrier")
+    names = {r.name for r in steering.cfg.regions}
+    count = 0
+    for item in body.get("results") or []:
+        if not isinstance(item, dict) or item.get("region") not in names:
+            continue
+        latency = item.get("latency_ms")
+        t = float(item.get("t") or time.time())
+        steering.on_probe(str(item["region"]), vantage, bool(item.get("ok")), latency, t)
+        count += 1
+    return web.json_response({"accepted": count})
+
+
+async def evidence(request: web.Request) -> web.Response:
+    """Passive evidence: outcomes of real calls through a region, reported by callers."""
+    steering = request.app[STEERING]
+    body = await _body(request)
+    region = body.get("region")
+    if region not in {r.name for r in steering.cfg.regions}:
+        return _json_error(400, f"unknown region {region!r}")
+    steering.on_call(str(region), bool(body.get("ok")), str(body.get("source") or "caller"), time.time())
+    return web.json_response({"accepted": 1})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[STEERING].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_app(steering: Steering, token: str) -> web.Application:
+    app = web.Application()
+    app[STEERING] = steering
+    app[TOKEN] = token
+    app.router.add_get("/v1/route", route)
+    app.router.add_get("/v1/state", state)
+    app.router.add_post("/v1/failover", failover)
+    app.router.add_post("/v1/mode", mode)
+    app.router.add_post("/v1/probes", probes)
+    app.router.add_post("/v1/evidence", evidence)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+_TOKEN_SEC: list[dict[str, list[str]]] = [{"token": []}]
+_OBJ = {"type": "object"}
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Wobble Lab steering", "version": "1"},
+    "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+    "paths": {
+        "/v1/route": {"get": {"summary": "Region, SBC address and TTL for the next call",
+                              "responses": {"200": {"description": "route", "content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["region", "sbc", "port", "ttl"],
+                                  "properties": {"region": {"type": "string"}, "sbc": {"type": "string"},
+                                                 "port": {"type": "integer"}, "ttl": {"type": "integer"},
+                                                 "uri": {"type": "string"}, "state": {"type": "string"}}}}}}}}},
+        "/v1/state": {"get": {"summary": "Mode, configuration status and every region's state",
+                              "responses": {"200": {"description": "state", "content": {"application/json": {
+                                  "schema": {"type": "object", "required": ["mode", "config", "regions"]}}}}}}},
+        "/v1/failover": {"post": {"summary": "Operator: move traffic ({to}), approve a proposal ({approve}) or "
+                                             "hand routing back to the policy ({release})", "security": _TOKEN_SEC,
+                                  "requestBody": {"content": {"application/json": {"schema": _OBJ}}},
+                                  "responses": {"200": {"description": "done"}, "400": {"description": "bad body"},
+                                                "401": {"description": "missing or wrong token"},
+                                                "409": {"description": "nothing to approve"}}}},
+        "/v1/mode": {"post": {"summary": "Operator: set mode auto | confirm | manual", "security": _TOKEN_SEC,
+                              "requestBody": {"content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["mode"],
+                                  "properties": {"mode": {"enum": ["auto", "confirm", "manual"]}}}}}},
+                              "responses": {"200": {"description": "done"}, "400": {"description": "bad mode"},
+                                            "401": {"description": "missing or wrong token"}}}},
+        "/v1/probes": {"post": {"summary": "Probe results from another vantage point",
+                                "responses": {"200": {"description": "accepted"}}}},
+        "/v1/evidence": {"post": {"summary": "Outcome of a real call through a region",
+                                  "responses": {"200": {"description": "accepted"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+    },
+}  # fmt: skip

@@ -1,0 +1,113 @@
+"""Steering against the real lab: a dead SBC is declared DOWN, calls follow, and come back."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lab import dockerctl
+from lab.steering import client
+from tests.lab.conftest import last_json, run_wobble
+
+
+def state() -> dict[str, Any]:
+    snap: dict[str, Any] = client.request("/v1/state")
+    return snap
+
+
+def wait_until(pred: Any, timeout: float, every: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def post(path: str, body: dict[str, Any], token: str | None) -> int:
+    req = urllib.request.Request(client.Topology.default().steering_url + path, data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})  # fmt: skip
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def stopped(lab_up: None) -> Iterator[list[str]]:
+    """Services this test stopped; started again whatever happens."""
+    names: list[str] = []
+    yield names
+    for service in names:
+        for c in dockerctl.lab_containers(all_states=True):
+            if c.labels.get("com.docker.compose.service") == service:
+                c.start()
+    assert wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, 0.5)
+
+
+def test_both_regions_up_and_config_live(lab_up: None) -> None:
+    snap = state()
+    assert {n: r["state"] for n, r in snap["regions"].items()} == {"region-a": "UP", "region-b": "UP"}
+    assert snap["config"] == "live" and snap["mode"] == "auto"
+
+
+def test_operator_actions_need_the_token(lab_up: None) -> None:
+    before = state()["mode"]
+    assert post("/v1/mode", {"mode": "manual"}, None) == 401
+    assert post("/v1/mode", {"mode": "manual"}, "not-the-token") == 401
+    assert post("/v1/failover", {"to": "region-b"}, "not-the-token") == 401
+    assert state()["mode"] == before
+
+
+def test_openapi_and_metrics(lab_up: None) -> None:
+    doc = client.request("/v1/openapi.json")
+    assert {"/v1/route", "/v1/state", "/v1/failover", "/v1/mode"} <= set(doc["paths"])
+    with urllib.request.urlopen(client.Topology.default().steering_url + "/metrics", timeout=3) as resp:
+        text = resp.read().decode()
+    assert 'wobble_steering_region_state{region="region-a",state="UP"} 1.0' in text
+    assert "wobble_steering_probe_latency_seconds_bucket" in text
+
+
+def test_sbc_down_calls_follow_then_fail_back_after_hold(stopped: list[str]) -> None:
+    sbc = dockerctl.service_container("sbc-a")
+    stopped.append("sbc-a")
+    t0 = time.monotonic()
+    sbc.stop(timeout=0)
+    assert wait_until(lambda: state()["regions"]["region-a"]["state"] == "DOWN", 4.0), state()
+    detected = time.monotonic() - t0
+    assert client.request("/v1/route")["region"] == "region-b"
+    assert client.srv_targets()[0].region == "region-b"
+    for steer in ("http", "dns", "http", "dns"):
+        rec = last_json(run_wobble("call", "--hold", "1", "--steer", steer, "--json").stdout)
+        assert rec["final_code"] == 200 and rec["region"] == "region-b", rec
+    down_since = state()["regions"]["region-a"]["since"]
+    sbc.start()
+    stopped.remove("sbc-a")
+    assert wait_until(lambda: state()["regions"]["region-a"]["state"] == "UP", 60, 0.2), state()
+    snap = state()
+    hold = snap["regions"]["region-a"].get("hold_s", 0)
+    assert snap["regions"]["region-a"]["since"] - down_since >= hold  # never back before the hold time
+    regions = {last_json(run_wobble("call", "--hold", "1", "--json").stdout)["region"] for _ in range(8)}
+    assert "region-a" in regions
+    print(f"detected in {detected:.2f} s")
+
+
+def test_config_api_down_keeps_routing_on_last_known_good(stopped: list[str]) -> None:
+    api = dockerctl.service_container("config-api")
+    stopped.append("config-api")
+    api.stop(timeout=0)
+    assert wait_until(lambda: state()["config"] == "last-known-good", 5), state()
+    rec = last_json(run_wobble("call", "--hold", "1", "--json").stdout)
+    assert rec["final_code"] == 200
+    api.start()
+    stopped.remove("config-api")
+    assert wait_until(lambda: state()["config"] == "live", 10), state()
