@@ -55,11 +55,11 @@ class Steering:
 
     def record(self, decisions: list[Decision]) -> None:
         for d in decisions:
-            ev = d.to_dict() if hasattr(d, "to_dict") else dict(d.__dict__)
+            ev = d.to_dict()
             ev["config"] = self.config_status
             events.append("steering_decision", ev)
             self.metrics.decisions.labels(d.region, d.rule).inc()
-            if d.before != d.after:
+            if d.kind == "health" and d.before != d.after:  # mode changes are not region states
                 self.metrics.flips.labels(d.region, str(d.before), str(d.after)).inc()
                 self.metrics.set_state(d.region, str(d.after))
             log.info("decision: %s %s -> %s (%s, mode %s)", d.region, d.before, d.after, d.rule, d.mode)
