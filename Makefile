@@ -68,6 +68,7 @@ lint: $(STAMPS)/venv
 
 bench: setup
 	$(PY) -m lab.bench
+	$(PY) -m lab.bench_steering
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bind", default="", help="local address to bind SIP and RTP to")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a final response")
     p.add_argument(
+        "--response-timeout",
+        type=float,
+        default=0.0,
+        help="give up after this long without ANY response, not even 100 Trying (0: only --timeout); "
+        "an RFC 3263 client then tries its next target",
+    )
+    p.add_argument(
         "--media-timeout", type=float, default=5.0, help="end a held call after this long without RTP (0: off)"
     )
     p.add_argument("--tone", type=int, default=440, help="tone frequency to send, Hz")
@@ -81,6 +88,8 @@ def validate_args(args: argparse.Namespace) -> list[str]:
         problems.append("--from-user must be 1-64 characters of [A-Za-z0-9._~-]")
     if not 0 <= args.hold <= 86400:
         problems.append("--hold must be between 0 and 86400 seconds")
+    if args.response_timeout < 0:
+        problems.append("--response-timeout must be >= 0")
     if not 0 < args.timeout <= 600:
         problems.append("--timeout must be in (0, 600] seconds")
     if args.media_timeout < 0:
@@ -153,7 +162,7 @@ def result_dict(
 
 
 async def place_call(args: argparse.Namespace) -> dict[str, Any]:
-    from agents.ua import AccountSpec, CallAnswered, CallEnded, UaOptions, UserAgent
+    from agents.ua import AccountSpec, CallAnswered, CallEnded, CallProgress, UaOptions, UserAgent
 
     from_user = args.from_user or args.call_id
     domain = args.from_domain or strip_port(uri_host(args.target) or "invalid")
@@ -174,6 +183,11 @@ async def place_call(args: argparse.Namespace) -> dict[str, Any]:
     handle = await ua.make_call("caller", args.target, {CALL_HEADER: args.call_id})
     loop = asyncio.get_running_loop()
     answer_deadline = loop.time() + args.timeout
+    if args.response_timeout:  # until the first response, the shorter deadline holds
+        answer_deadline_full = answer_deadline
+        answer_deadline = min(answer_deadline, loop.time() + args.response_timeout)
+    else:
+        answer_deadline_full = answer_deadline
     hold_deadline: float | None = None
     hung_up = False
     hangup_reason = ""
@@ -195,6 +209,8 @@ async def place_call(args: argparse.Namespace) -> dict[str, Any]:
             hung_up = True
             hangup_deadline = loop.time() + 3.0
             continue
+        if isinstance(ev, CallProgress) and ev.handle == handle:
+            answer_deadline = answer_deadline_full  # something answers: wait the full --timeout
         if isinstance(ev, CallAnswered) and ev.handle == handle and hold_deadline is None and not hung_up:
             hold_deadline = loop.time() + args.hold
         elif isinstance(ev, CallEnded) and ev.outcome.handle == handle:

@@ -89,6 +89,7 @@ def place_call(
     local_port: int = 0,
     timeout_s: float = 30.0,
     steer: str = "http",
+    response_timeout_s: float = 2.0,
 ) -> dict[str, Any]:
     """One call: to `region`'s SBC, or (region None) wherever steering sends it, as a UA would."""
     topo = topo or Topology.default()
@@ -113,7 +114,7 @@ def place_call(
     tried: list[str] = []
     for asked, uri in targets:
         tried.append(asked)
-        caller = run_caller(call_id, uri, hold_s, local_port, timeout_s)
+        caller = run_caller(call_id, uri, hold_s, local_port, timeout_s, response_timeout_s)
         if caller.get("final_code") not in RETRY_NEXT_TARGET:
             break
         log.info("%s answered %s; trying the next target", asked, caller.get("final_code") or "nothing")
@@ -124,11 +125,14 @@ def place_call(
     return record
 
 
-def run_caller(call_id: str, target: str, hold_s: float, local_port: int, timeout_s: float) -> dict[str, Any]:
+def run_caller(
+    call_id: str, target: str, hold_s: float, local_port: int, timeout_s: float, response_timeout_s: float = 0.0
+) -> dict[str, Any]:
     """Run one call in the caller container; its record is the last line it prints."""
     events.append("call_invoke", {"call_id": call_id, "target": target, "hold_s": hold_s}, paths.EVENTS)
     cmd = ["python", "-m", "agents.caller", "--target", target, "--hold", str(hold_s), "--call-id", call_id,
-           "--local-port", str(local_port), "--timeout", str(timeout_s), "--json"]  # fmt: skip
+           "--local-port", str(local_port), "--timeout", str(timeout_s),
+           "--response-timeout", str(response_timeout_s), "--json"]  # fmt: skip
     log.info("calling %s as %s, hold %.1f s", target, call_id, hold_s)
     code, out, err = dockerctl.exec_run("caller", cmd)
     for line in err.decode(errors="replace").splitlines():
