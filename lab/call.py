@@ -156,9 +156,17 @@ def report_evidence(record: dict[str, Any]) -> None:
         return
     try:
         steering_client.request("/v1/evidence", {"region": region, "ok": record["final_code"] == 200,
+                                                 "t": record.get("answered_at") or time.time(),
                                                  "source": "wobble-call"}, timeout=1.0)  # fmt: skip
     except WobbleError as exc:
         log.debug("evidence not reported: %s", exc)
+
+
+def answered_at(caller: dict[str, Any]) -> float | None:
+    started, setup = caller.get("started_at"), caller.get("setup_ms")
+    if caller.get("final_code") != 200 or not isinstance(started, int | float) or not isinstance(setup, int | float):
+        return None
+    return round(float(started) + float(setup) / 1000.0, 3)
 
 
 def join(call_id: str, asked_region: str, caller: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +207,8 @@ def join(call_id: str, asked_region: str, caller: dict[str, Any]) -> dict[str, A
         "cdr_id": row.uniqueid if row else None,
         "cdr_disposition": row.disposition if row else None,
         "target": caller.get("target"),
+        # when the 200 OK came (UNIX time): what a call's success says about its region, and when
+        "answered_at": answered_at(caller),
     }
     events.append("call", record, paths.EVENTS)
     return record

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from lab.errors import BadInput
 from lab.steering import config as configmod
+from lab.steering.http import bearer_token
 
 CONFIG: web.AppKey[configmod.SteeringConfig] = web.AppKey("config")
 TOKEN: web.AppKey[str] = web.AppKey("token")
@@ -26,7 +27,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def put_config(request: web.Request) -> web.Response:
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = bearer_token(request.headers.get("Authorization", ""))
     if not given or not hmac.compare_digest(given, request.app[TOKEN]):
         return web.json_response({"error": "missing or wrong token"}, status=401)
     try:

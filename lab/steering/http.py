@@ -20,8 +20,14 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def bearer_token(header: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header; empty for any other scheme."""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def _authorized(request: web.Request) -> bool:
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = bearer_token(request.headers.get("Authorization", ""))
     return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
 
 
@@ -105,7 +111,13 @@ async def evidence(request: web.Request) -> web.Response:
     region = body.get("region")
     if region not in {r.name for r in steering.cfg.regions}:
         return _json_error(400, f"unknown region {region!r}")
-    steering.on_call(str(region), bool(body.get("ok")), str(body.get("source") or "caller"), time.time())
+    # `t`: when the outcome happened (a call's answer time), which may be well before the report
+    now = time.time()
+    try:
+        t = min(now, float(body.get("t") or now))
+    except (TypeError, ValueError):
+        return _json_error(400, "t must be a UNIX time in seconds")
+    steering.on_call(str(region), bool(body.get("ok")), str(body.get("source") or "caller"), t)
     return web.json_response({"accepted": 1})
 
 

@@ -386,8 +386,15 @@ class _Calls:
             else:
                 self.fail -= 1
 
-    def succeeding(self) -> bool:
-        return self.ok >= 1 and self.ok > self.fail and self.newest_ok
+    def succeeding(self, since: float = -math.inf) -> bool:
+        """Calls succeed *while* probes fail: only outcomes known at or after `since` count.
+
+        A call answered before the probes started failing says nothing about the region now; it
+        must not hold off a DOWN (a crash under load would otherwise wait for a failed call).
+        """
+        ok = sum(1 for t, good in self.items if good and t >= since)
+        fail = sum(1 for t, good in self.items if not good and t >= since)
+        return ok >= 1 and ok > fail and self.newest_ok and self.newest_t >= since
 
     def failing(self, cfg: PolicyConfig) -> bool:
         return self.fail >= cfg.passive_min_fail and self.fail >= self.ok and not self.newest_ok
@@ -490,7 +497,8 @@ class Policy:
         calls_bad = reg.calls.failing(cfg)
         target: State | None
         if failing and len(failing) == len(reg.v):
-            if reg.calls.succeeding():
+            streak_start = min((v.first_fail_sent for v in failing if v.first_fail_sent is not None), default=now)
+            if reg.calls.succeeding(since=streak_start):
                 target, rule = State.SUSPECT, R_CALLS_OK
             elif all(vant.fail_streak >= cfg.fail_threshold for vant in failing):
                 target, rule = State.DOWN, R_BOTH

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab import dockerctl
+from lab import dockerctl, events, paths
 from lab.steering import client
 from tests.lab.conftest import last_json, run_wobble
 
@@ -115,3 +115,23 @@ def test_config_api_down_keeps_routing_on_last_known_good(stopped: list[str]) ->
     api.start()
     stopped.remove("config-api")
     assert wait_until(lambda: state()["config"] == "live", 10), state()
+
+
+def test_manual_mode_only_the_operator_moves_traffic(lab_up: None) -> None:
+    proc = run_wobble("steering", "mode", "manual")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        assert state()["mode"] == "manual"
+        proc = run_wobble("failover", "--to", "region-b")
+        assert proc.returncode == 0, proc.stderr
+        assert all(client.request("/v1/route")["region"] == "region-b" for _ in range(10))
+        rec = last_json(run_wobble("call", "--hold", "1", "--json").stdout)
+        assert rec["final_code"] == 200 and rec["region"] == "region-b"
+        bad = run_wobble("failover", "--to", "region-z")
+        assert bad.returncode != 0 and "unknown region 'region-z'" in bad.stderr.strip().splitlines()[-1]
+    finally:
+        run_wobble("failover", "--release")
+        run_wobble("steering", "mode", "auto")
+    assert state()["mode"] == "auto"
+    decisions = [e for e in events.read(paths.EVENTS) if e.get("kind") == "steering_decision"]
+    assert any(d.get("rule") == "operator-failover" and d.get("approved_by") for d in decisions[-10:]), decisions[-3:]

@@ -149,14 +149,26 @@ def test_one_vantage_failing_is_suspect_not_down(vantage: str) -> None:
 
 def test_probes_failing_while_calls_succeed_is_suspect_not_down() -> None:
     policy = Policy(CFG, t=0.0)
-    calls: list[ProbeResult | CallEvidence] = [CallEvidence(t, A, True, "sbc") for t in range(0, 60, 2)]
+    # steady traffic (a call answered every 0.5 s) keeps succeeding while every probe fails
+    calls: list[ProbeResult | CallEvidence] = [CallEvidence(t / 2, A, True, "sbc") for t in range(0, 120)]
     decisions = feed(policy, [*schedule(0.0, 60.0, fails=both_down(5.0, 40.0)), *calls])
     assert not [d for d in decisions if d.after == "DOWN"]
     assert [d.after for d in decisions] == ["SUSPECT", "UP"]
     policy = Policy(CFG, t=0.0)
-    feed(policy, [*schedule(0.0, 30.0, fails=both_down(5.0, 40.0)), *calls[:15]])
+    feed(policy, [*schedule(0.0, 30.0, fails=both_down(5.0, 40.0)), *calls[:60]])
     assert (policy.state(A), policy.snapshot(30.0)["regions"][A]["reason"]) == (State.SUSPECT, R_CALLS_OK)
     assert policy.routable_weights(30.0)[A] == 50.0
+
+
+def test_calls_answered_before_a_crash_do_not_delay_its_detection() -> None:
+    """Under load, successes from before the probes began failing say nothing about the region now."""
+    policy = Policy(CFG, t=0.0)
+    crash = 10.05
+    calls: list[ProbeResult | CallEvidence] = [CallEvidence(t / 4, A, True, "caller") for t in range(0, 40)]
+    decisions = feed(policy, [*schedule(0.0, 20.0, fails=both_down(crash, math.inf)), *calls])
+    down = next(d for d in decisions if d.after == "DOWN")
+    assert down.rule == R_BOTH
+    assert down.t - crash <= CFG.detection_bound_s() + CFG.interval_s + 1e-9
 
 
 def test_probes_failing_after_the_calls_stop_is_down() -> None:
