@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import cast
 
 from dnslib import DNSError, DNSRecord
@@ -21,9 +22,11 @@ from lab.topology import Topology
 log = logging.getLogger("wobble.resolver")
 
 
-class ResolverProtocol(asyncio.DatagramProtocol):
-    def __init__(self, records: dict[str, str]) -> None:
-        self.records = records
+class DnsProtocol(asyncio.DatagramProtocol):
+    """A UDP DNS server around one `answer(query) -> reply` function (dnslib does the wire format)."""
+
+    def __init__(self, answer_fn: Callable[[DNSRecord], DNSRecord]) -> None:
+        self.answer_fn = answer_fn
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -35,16 +38,15 @@ class ResolverProtocol(asyncio.DatagramProtocol):
         except DNSError:
             log.debug("unparseable query from %s", addr)
             return
-        reply = answer(query, self.records)
         if self.transport is not None:
-            self.transport.sendto(reply.pack(), addr)
+            self.transport.sendto(self.answer_fn(query).pack(), addr)
 
 
 async def serve(host: str, port: int) -> None:
     records = Topology.default().dns_records()
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: ResolverProtocol(records), local_addr=(host, port), family=socket.AF_INET
+        lambda: DnsProtocol(lambda q: answer(q, records)), local_addr=(host, port), family=socket.AF_INET
     )
     log.info("lab resolver on %s:%d with %d names", host, port, len(records))
     try:

@@ -14,19 +14,27 @@ def in_zone(name: str, zone: str = ZONE) -> bool:
     return name == zone or name.endswith("." + zone)
 
 
-def answer(query: DNSRecord, records: Mapping[str, str], ttl: int = 5, zone: str = ZONE) -> DNSRecord:
-    """Reply to one query: A records of the lab zone; NXDOMAIN inside it; REFUSED outside it.
+def zone_reply(query: DNSRecord, zone: str) -> tuple[DNSRecord, str | None]:
+    """The reply to fill in, and the lowercased name asked for if it is in `zone`.
 
-    REFUSED (not SERVFAIL or a timeout) for outside names, so a lab container fails fast and
-    says why instead of waiting on a lookup that must never leave the machine.
+    Outside the zone the reply is already final: REFUSED (not SERVFAIL or a timeout), so a lab
+    container fails fast and says why instead of waiting on a lookup that must never leave.
     """
     reply = query.reply()
     reply.header.ra = 0
     qname = str(query.q.qname).rstrip(".").lower()
     if not in_zone(qname, zone):
         reply.header.rcode = RCODE.REFUSED
-        return reply
+        return reply, None
     reply.header.aa = 1
+    return reply, qname
+
+
+def answer(query: DNSRecord, records: Mapping[str, str], ttl: int = 5, zone: str = ZONE) -> DNSRecord:
+    """Reply to one query: A records of the lab zone; NXDOMAIN inside it; REFUSED outside it."""
+    reply, qname = zone_reply(query, zone)
+    if qname is None:
+        return reply
     address = records.get(qname)
     if address is None:
         reply.header.rcode = RCODE.NXDOMAIN

@@ -6,7 +6,6 @@ and keeps its last known good configuration whenever it is down or slow.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import sys
@@ -16,10 +15,9 @@ from aiohttp import web
 
 from lab.errors import BadInput
 from lab.steering import config as configmod
-from lab.steering.http import bearer_token
+from lab.steering.http import TOKEN, authorized, healthz
 
 CONFIG: web.AppKey[configmod.SteeringConfig] = web.AppKey("config")
-TOKEN: web.AppKey[str] = web.AppKey("token")
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -27,8 +25,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def put_config(request: web.Request) -> web.Response:
-    given = bearer_token(request.headers.get("Authorization", ""))
-    if not given or not hmac.compare_digest(given, request.app[TOKEN]):
+    if not authorized(request):
         return web.json_response({"error": "missing or wrong token"}, status=401)
     try:
         new = configmod.ensure_config_is_valid(await request.json(), "request body")
@@ -36,10 +33,6 @@ async def put_config(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     request.app[CONFIG] = new
     return web.json_response(new.model_dump())
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
 
 
 def make_app(cfg: configmod.SteeringConfig, token: str) -> web.Application:

@@ -8,14 +8,12 @@ Outside the zone: REFUSED.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
 
-from dnslib import QTYPE, RCODE, RR, SRV, A, DNSError, DNSRecord
+from dnslib import QTYPE, RCODE, RR, SRV, A, DNSRecord
 
-from lab.resolver.zone import in_zone
+from lab.resolver.zone import zone_reply
 
 
 @dataclass(frozen=True)
@@ -27,13 +25,9 @@ class Target:
 
 
 def answer(query: DNSRecord, zone: str, targets: list[Target], ttl: int) -> DNSRecord:
-    reply = query.reply()
-    reply.header.ra = 0
-    qname = str(query.q.qname).rstrip(".").lower()
-    if not in_zone(qname, zone):
-        reply.header.rcode = RCODE.REFUSED
+    reply, qname = zone_reply(query, zone)
+    if qname is None:
         return reply
-    reply.header.aa = 1
     qtype = query.q.qtype
     by_label: Mapping[str, Target] = {f"sbc-{t.region.rsplit('-', 1)[-1]}.{zone}": t for t in targets}
     if qname == f"_sip._udp.{zone}":
@@ -54,21 +48,3 @@ def answer(query: DNSRecord, zone: str, targets: list[Target], ttl: int) -> DNSR
     else:
         reply.header.rcode = RCODE.NXDOMAIN
     return reply
-
-
-class DnsProtocol(asyncio.DatagramProtocol):
-    def __init__(self, view: Callable[[], tuple[str, list[Target], int]]) -> None:
-        self.view = view
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            query = DNSRecord.parse(data)
-        except DNSError:
-            return
-        zone, targets, ttl = self.view()
-        if self.transport is not None:
-            self.transport.sendto(answer(query, zone, targets, ttl).pack(), addr)

@@ -26,7 +26,7 @@ def bearer_token(header: str) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _authorized(request: web.Request) -> bool:
+def authorized(request: web.Request) -> bool:
     given = bearer_token(request.headers.get("Authorization", ""))
     return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
 
@@ -50,7 +50,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def failover(request: web.Request) -> web.Response:
-    if not _authorized(request):
+    if not authorized(request):
         return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
     steering = request.app[STEERING]
     body = await _body(request)
@@ -75,7 +75,7 @@ async def failover(request: web.Request) -> web.Response:
 
 
 async def mode(request: web.Request) -> web.Response:
-    if not _authorized(request):
+    if not authorized(request):
         return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
     steering = request.app[STEERING]
     body = await _body(request)

@@ -20,8 +20,9 @@ from typing import Any
 import aiohttp
 
 from lab import events
+from lab.resolver.server import DnsProtocol
 from lab.steering import config as configmod
-from lab.steering.dns import DnsProtocol, Target
+from lab.steering.dns import Target, answer
 from lab.steering.metrics import SteeringMetrics
 from lab.steering.policy import CallEvidence, Decision, Policy, PolicyConfig, ProbeResult
 from lab.steering.sipprobe import OptionsProber
@@ -182,7 +183,9 @@ async def serve(steering: Steering, http_port: int, dns_port: int, token: str) -
     loop = asyncio.get_running_loop()
     await steering.prober.start()
     dns_transport, _ = await loop.create_datagram_endpoint(
-        lambda: DnsProtocol(steering.dns_view), local_addr=("0.0.0.0", dns_port), family=socket.AF_INET
+        lambda: DnsProtocol(lambda q: answer(q, *steering.dns_view())),
+        local_addr=("0.0.0.0", dns_port),
+        family=socket.AF_INET,
     )
     runner = web.AppRunner(make_app(steering, token), access_log=None)
     await runner.setup()
