@@ -25,6 +25,9 @@ def event_path() -> Path:
 
 def append(kind: str, record: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
     """Append one event of `kind`; returns the event as written (with `ts` and `kind`)."""
+    clash = {"ts", "kind"} & set(record)
+    if clash:  # the envelope is the log's own: a record silently renaming its kind would be lost
+        raise ValueError(f"event record may not carry {sorted(clash)}; rename the field")
     target = path or event_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     event = {"ts": round(time.time(), 6), "kind": kind, **record}

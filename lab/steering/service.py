@@ -57,6 +57,7 @@ class Steering:
     def record(self, decisions: list[Decision]) -> None:
         for d in decisions:
             ev = d.to_dict()
+            ev["decision"] = ev.pop("kind")  # health / mode / routing / approval
             ev["config"] = self.config_status
             events.append("steering_decision", ev)
             self.metrics.decisions.labels(d.region, d.rule).inc()

@@ -206,8 +206,12 @@ async def main() -> None:
         ev = await asyncio.wait_for(ua.events.get(), 5)
         if isinstance(ev, CallEnded):
             ended.append(ev.outcome)
-    await asyncio.sleep(0.3)  # a few worker loop passes: the graveyard is emptied there
-    alive = sum(r() is not None for r in refs)
+    # the graveyard is emptied by the worker loop; on a loaded machine that may take a few passes
+    for _ in range(60):
+        alive = sum(r() is not None for r in refs)
+        if alive == 0:
+            break
+        await asyncio.sleep(0.05)
     gc.collect()  # in THIS (non-pjsua) thread: must not destroy any pjsua2 object
     live = await ua._submit(lambda: sum(isinstance(o, _Call) for o in gc.get_objects()))
     reasons = sorted(o.end_reason for o in ended)

@@ -30,3 +30,11 @@ def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     with path.open("ab") as fh:
         fh.write(b'{"kind": "b", "x"')
     assert [e["kind"] for e in events.read(path)] == ["a"]
+
+
+def test_a_record_cannot_override_the_envelope(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="kind"):
+        events.append("call", {"kind": "other"}, tmp_path / "e.jsonl")
+    assert not (tmp_path / "e.jsonl").exists()
