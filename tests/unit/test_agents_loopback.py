@@ -198,6 +198,10 @@ async def main() -> None:
                                      ring_delay=0.05, make_default=True))
     await ua.add_account(AccountSpec(name="caller", id_uri="sip:gc-test@127.0.0.1"))
     h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "gc-test"})
+    for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
+        if await ua._submit(lambda: len(ua._calls)) == 2:
+            break
+        await asyncio.sleep(0.05)
     refs = await ua._submit(lambda: [weakref.ref(r.call) for r in ua._calls.values()])
     await asyncio.sleep(1.0)
     await ua.hangup(h, "caller_bye")
