@@ -97,6 +97,30 @@ def call(
         raise typer.Exit(1)
 
 
+@app.command()
+def load(
+    cps: Annotated[float, typer.Option(help="New calls per second.")] = 2.0,
+    duration: Annotated[float, typer.Option(help="Seconds of arrivals.")] = 60.0,
+    steer: Annotated[str, typer.Option(help="http, ttl (SRV, honours TTL), sticky (stale SRV), or a region.")] = "http",
+    hold_mean: Annotated[float, typer.Option(help="Mean call length after answer, s (exponential).")] = 10.0,
+    max_concurrent: Annotated[int, typer.Option(help="Calls in flight at most; beyond: a capacity failure.")] = 40,
+    arrivals: Annotated[str, typer.Option(help="constant or poisson.")] = "constant",
+    seed: Annotated[int | None, typer.Option(help="Replay a run: the schedule seed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Only the JSON summary on stdout.")] = False,
+) -> None:
+    """Run the traffic generator from the caller container; every attempt is an event; summary last."""
+    from lab.load import run_load
+
+    try:
+        summary = run_load(cps, duration, steer, hold_mean, max_concurrent, seed, arrivals)
+    except WobbleError as exc:
+        raise fail(exc) from exc
+    if not as_json:
+        keys = ("attempts", "ok", "fail", "info", "ok_ratio", "pdd_ms_p50", "pdd_ms_p95", "mos_p5", "mos_p50")
+        print(", ".join(f"{k}={summary.get(k)}" for k in keys), file=sys.stderr)
+    print(json.dumps(summary), flush=True)
+
+
 steering_app = typer.Typer(no_args_is_help=True, help="The GSLB steering service.")
 app.add_typer(steering_app, name="steering")
 

@@ -1,0 +1,83 @@
+"""`wobble load`: the traffic generator (agents.load) run in the `caller` container, driven from the host.
+
+The host only starts it, relays its logs, forwards Ctrl-C, and prints its summary: the calls are
+placed from the carrier network like every other customer call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from lab import dockerctl
+from lab.errors import BadInput, CallFailed
+
+log = logging.getLogger("wobble.load")
+STEER = ("http", "ttl", "sticky")
+
+
+def ensure_load_args_are_valid(cps: float, duration: float, steer: str, max_concurrent: int) -> None:
+    if not 0 < cps <= 200:
+        raise BadInput(f"--cps must be in (0, 200] calls per second, got {cps}")
+    if not 0 < duration <= 86400:
+        raise BadInput(f"--duration must be in (0, 86400] seconds, got {duration}")
+    if steer not in STEER and not steer.startswith("region-"):
+        raise BadInput(f"--steer must be one of {', '.join(STEER)} or a region name, got {steer!r}")
+    if not 1 <= max_concurrent <= 400:
+        raise BadInput(f"--max-concurrent must be 1-400, got {max_concurrent}")
+
+
+def _interrupt(container_id: str, run_id: str) -> None:
+    """SIGINT the generator inside the container (docker exec does not forward the host's signal)."""
+    code = (
+        "import os, signal\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')\n"
+        "    except OSError: continue\n"
+        f"    if b'agents.load' in cmd and b'{run_id}' in cmd: os.kill(int(p), signal.SIGINT)\n"
+    )
+    subprocess.run(["docker", "exec", container_id, "python", "-c", code], check=False, capture_output=True)
+
+
+def run_load(
+    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int = 40,
+    seed: int | None = None, arrivals: str = "constant", extra: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
+    from lab.topology import Topology
+
+    container = dockerctl.service_container("caller")
+    run_id = "r" + uuid.uuid4().hex[:10]
+    cmd = ["python", "-m", "agents.load", "--cps", str(cps), "--duration", str(duration), "--run-id", run_id,
+           "--hold-mean", str(hold_mean), "--max-concurrent", str(max_concurrent), "--arrivals", arrivals,
+           "--json"]  # fmt: skip
+    if steer.startswith("region-"):
+        try:
+            cmd += ["--target", Topology.default().region(steer).sip_uri]
+        except KeyError:
+            names = ", ".join(Topology.default().region_names)
+            raise BadInput(f"unknown region {steer!r}; choose one of: {names}") from None
+    else:
+        cmd += ["--steer", steer]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    cmd += extra or []
+    log.info("load run %s: %.1f CPS for %.0f s, steering %s", run_id, cps, duration, steer)
+    proc = subprocess.Popen(["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE, stderr=sys.stderr,
+                            text=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate()
+    except KeyboardInterrupt:
+        log.warning("interrupted: stopping the run and collecting its summary")
+        _interrupt(container.id, run_id)
+        out, _ = proc.communicate()
+    lines = [ln for ln in (out or "").strip().splitlines() if ln.strip()]
+    try:
+        summary: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise CallFailed(f"the load generator returned no summary (exit {proc.returncode})") from None
+    return summary

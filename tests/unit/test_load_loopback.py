@@ -1,0 +1,109 @@
+"""The traffic generator on loopback: an agents service in direct mode answers, `agents.load` places
+12 calls at 2 CPS through its worker pool. Skipped where pjsua2 is not installed. ~15 s."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pjsua2")
+
+from lab import events
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_SIP = 25070
+AGENT_RTP = 26000
+LOAD_SIP = 25100
+LOAD_RTP = 27000
+AGENTS = 8  # two agent workers (ports 25070, 25071) of 4 agents each
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "WOBBLE_EVENTS": str(tmp / "events.jsonl"),
+        "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _wait_healthy(env: dict[str, str], log: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = subprocess.run([sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=10)  # fmt: skip
+        if proc.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"agents never became healthy\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_load_on_loopback(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    agent_log = tmp_path / "agents.log"
+    with agent_log.open("ab") as fh:
+        agents = subprocess.Popen(
+            [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a", "--count", str(AGENTS),
+             "--per-process", "4", "--proxy", "127.0.0.1", "--sip-port", str(AGENT_SIP), "--rtp-base", str(AGENT_RTP),
+             "--bind", "127.0.0.1", "--no-register"],
+            env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_healthy(env, agent_log)
+        # Direct mode: an agent takes one call at a time, so rotate the calls over all 8 agents (each
+        # gets a call every 4 s; a call lasts ~2.3 s).
+        targets: list[str] = []
+        for n in range(AGENTS):
+            targets += ["--target", f"sip:a-{n + 1:03d}@127.0.0.1:{AGENT_SIP + n // 4}"]
+        cmd = [sys.executable, "-m", "agents.load", *targets, "--cps", "2", "--duration", "6", "--hold-mean", "2",
+               "--hold-dist", "fixed", "--max-concurrent", "8", "--seed", "1", "--sip-port-base", str(LOAD_SIP),
+               "--rtp-base", str(LOAD_RTP), "--bind", "127.0.0.1", "--run-id", "looptest", "--json"]  # fmt: skip
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        agents.send_signal(signal.SIGTERM)
+        try:
+            agents.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            agents.kill()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["run_id"] == "looptest" and summary["attempts"] == 12, summary
+    assert summary["ok"] == 12 and summary["fail"] == 0 and summary["info"] == 0, (summary, proc.stderr[-3000:])
+    assert summary["ok_ratio"] == 1.0 and summary["by_region"] == {"region-a": 12}
+    assert summary["workers"] == 2 and summary["worker_restarts"] == 0
+    assert 1.8 <= summary["cps_achieved"] <= 2.2
+    assert 0 < summary["pdd_ms_p50"] <= summary["pdd_ms_p95"] < 500
+    assert summary["setup_ms_p50"] < 1000 and summary["mos_p5"] >= 4.0
+    assert 2 <= summary["max_concurrent_seen"] <= 8
+    assert elapsed < 25
+
+    evs = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("run_id") == "looptest"]
+    invokes = [e for e in evs if e["kind"] == "load_invoke"]
+    done = [e for e in evs if e["kind"] in ("load_ok", "load_fail", "load_info")]
+    assert len(invokes) == 12 and all(e["schema"] == 1 and e["chosen_by"] == "target" for e in invokes)
+    per_call = Counter(e["call_id"] for e in done)
+    assert set(per_call) == {e["call_id"] for e in invokes} and set(per_call.values()) == {1}
+    order = {(e["kind"] == "load_invoke", e["call_id"]): i for i, e in enumerate(evs)}
+    assert all(order[(True, c)] < order[(False, c)] for c in per_call), "a completion came before its invoke"
+    for rec in done:
+        assert rec["kind"] == "load_ok" and rec["status"] == "ok", rec
+        assert rec["call_id"].startswith("l") and len(rec["call_id"]) == 13
+        assert rec["final_code"] == 200 and rec["fate"] == "survived" and rec["end_reason"] == "caller_bye"
+        assert rec["region"] == "region-a" and rec["hold_s"] == 2.0 and abs(rec["duration_s"] - 2.0) < 0.5
+        assert abs(rec["rx_packets"] - 100) <= 15 and abs(rec["tx_packets"] - 100) <= 15, rec
+        assert rec["loss_pct"] == 0.0 and rec["mos"] >= 4.0 and rec["one_way_s"] < 1.0
+        assert len(rec["targets_tried"]) == 1
+    # The agents saw the same call ids (X-Wobble-Call / From user).
+    agent_ids = {e["call_id"] for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_call"}
+    assert set(per_call) <= agent_ids
