@@ -21,6 +21,7 @@ def test_short_load_run_is_all_ok_and_every_invoke_completes(lab_up: None) -> No
     done = Counter(e["call_id"] for e in run if e["kind"] in ("load_ok", "load_fail", "load_info"))
     assert invokes == done and all(n == 1 for n in done.values())
     ok = [e for e in run if e["kind"] == "load_ok"]
+
     def enough(packets: int, hold_s: float) -> bool:  # 50 packets/s over the hold, less 20 % slack
         return packets >= 0.8 * 50 * hold_s
 
