@@ -121,6 +121,32 @@ def load(
     print(json.dumps(summary), flush=True)
 
 
+events_app = typer.Typer(no_args_is_help=True, help="The lab's event log (var/events.jsonl).")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("tail")
+def events_tail(
+    kind: Annotated[list[str] | None, typer.Option(help="Only events of this kind (repeatable).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    lines: Annotated[int, typer.Option("-n", help="Start with the last N events.")] = 20,
+) -> None:
+    """Print the last events (one JSON object per line) and, with -f, follow new ones."""
+    from lab import events, paths
+
+    wanted = set(kind or [])
+    backlog = [e for e in events.read(paths.EVENTS) if not wanted or e.get("kind") in wanted]
+    for ev in backlog[-lines:] if lines > 0 else []:
+        print(json.dumps(ev), flush=True)
+    if follow:
+        try:
+            for ev in events.follow(paths.EVENTS, from_end=True):
+                if not wanted or ev.get("kind") in wanted:
+                    print(json.dumps(ev), flush=True)
+        except KeyboardInterrupt:
+            return
+
+
 steering_app = typer.Typer(no_args_is_help=True, help="The GSLB steering service.")
 app.add_typer(steering_app, name="steering")
 

@@ -55,3 +55,31 @@ def read(path: Path | None = None) -> Iterator[dict[str, Any]]:
                     yield obj
     except FileNotFoundError:
         return
+
+
+def follow(path: Path | None = None, poll_s: float = 0.2, from_end: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield events as they are appended (like `tail -F`); starts at the top unless `from_end`."""
+    target = path or event_path()
+    pos = target.stat().st_size if from_end and target.exists() else 0
+    partial = b""
+    while True:
+        try:
+            with target.open("rb") as fh:
+                if fh.seek(0, os.SEEK_END) < pos:  # truncated or replaced: start over
+                    pos = 0
+                fh.seek(pos)
+                chunk = fh.read()
+                pos = fh.tell()
+        except FileNotFoundError:
+            chunk = b""
+        partial += chunk
+        *lines, partial = partial.split(b"\n")
+        for raw in lines:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                yield obj
+        if not chunk:
+            time.sleep(poll_s)

@@ -38,3 +38,27 @@ def test_a_record_cannot_override_the_envelope(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kind"):
         events.append("call", {"kind": "other"}, tmp_path / "e.jsonl")
     assert not (tmp_path / "e.jsonl").exists()
+
+
+def test_follow_sees_appends_and_waits_out_a_torn_line(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "events.jsonl"
+    events.append("a", {"n": 1}, path)
+    seen: list[str] = []
+
+    def reader() -> None:
+        for ev in events.follow(path, poll_s=0.01):
+            seen.append(ev["kind"])
+            if len(seen) == 3:
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    with path.open("ab") as fh:  # a writer mid-line: nothing is yielded until the line is whole
+        fh.write(b'{"kind": "b"')
+        fh.flush()
+        fh.write(b', "n": 2}\n')
+    events.append("c", {"n": 3}, path)
+    t.join(5)
+    assert seen == ["a", "b", "c"]
