@@ -69,6 +69,7 @@ lint: $(STAMPS)/venv
 bench: setup
 	$(PY) -m lab.bench
 	$(PY) -m lab.bench_steering
+	$(PY) -m lab.bench_workload
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)
