@@ -463,32 +463,18 @@ class LoadRun:
                 w.pending.pop(call_id, None)
                 fut.set_result(None)
             msg = await fut
-            if msg is None:
-                rec = loadmodel.call_record(
-                    run_id=self.run_id,
-                    call_id=call_id,
-                    hold_s=hold,
-                    chosen_by=route.chosen_by,
-                    worker=w.index,
-                    t_invoke=t_invoke,
-                    t_end=time.time(),
-                    end_reason="worker_lost",
-                    targets_tried=route.uris[:1],
-                    extra=route.extra,
-                )
+            common: dict[str, Any] = dict(
+                run_id=self.run_id, call_id=call_id, hold_s=hold, chosen_by=route.chosen_by, worker=w.index,
+                t_invoke=t_invoke, t_end=time.time(), extra=route.extra,
+            )  # fmt: skip
+            if msg is None:  # the worker died with the call in flight: outcome unknown
+                rec = loadmodel.call_record(**common, end_reason="worker_lost", targets_tried=route.uris[:1])
             else:
                 rec = loadmodel.call_record(
-                    run_id=self.run_id,
-                    call_id=call_id,
-                    hold_s=hold,
-                    chosen_by=route.chosen_by,
-                    worker=w.index,
-                    t_invoke=t_invoke,
-                    t_end=time.time(),
+                    **common,
                     result=msg.get("result"),
                     targets_tried=msg.get("targets_tried") or [],
                     one_way_s=float(msg.get("one_way_s") or 0.0),
-                    extra=route.extra,
                 )
             self.complete(rec)
         finally:

@@ -41,18 +41,21 @@ def append(kind: str, record: Mapping[str, Any], path: Path | None = None) -> di
     return event
 
 
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One line as an event, or None for a torn or foreign line."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def read(path: Path | None = None) -> Iterator[dict[str, Any]]:
     """Yield every well-formed event; a torn last line (a writer killed mid-write) is skipped."""
     target = path or event_path()
     try:
         with target.open("rb") as fh:
-            for raw in fh:
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict):
-                    yield obj
+            yield from filter(None, map(_parse, fh))
     except FileNotFoundError:
         return
 
@@ -74,12 +77,6 @@ def follow(path: Path | None = None, poll_s: float = 0.2, from_end: bool = False
             chunk = b""
         partial += chunk
         *lines, partial = partial.split(b"\n")
-        for raw in lines:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
+        yield from filter(None, map(_parse, lines))
         if not chunk:
             time.sleep(poll_s)
