@@ -22,6 +22,17 @@ ringing), busy, shutdown.
 --no-register (direct mode): no registration; callers reach a worker at sip:<anything>@<bind>:<port>
 (an unknown user lands on the worker's first agent). Used by the loopback test.
 
+Supporting tier (optional; without these flags nothing below happens):
+--idp-url http://10.77.1.62:8090 [--idp-secret S] [--login-retry-s 3]: each agent logs in to the
+  identity provider (agents.login) BEFORE it registers; one that cannot log in retries every
+  --login-retry-s and stays unregistered until it can. A logged-in agent keeps answering if the IdP
+  fails later (it is only asked again to renew the token). Every attempt: an `agent_login` event.
+--crm-url http://10.77.1.61:8091 [--pop-deadline-ms 500]: on each answered call the worker fetches
+  the caller's card (From user, else the call id) from the CRM as a background task (agents.screenpop:
+  deadline, 2 s hard timeout, circuit breaker, cached/generic fallback); answering never waits for it.
+Every agent_call event carries screen_pop (ok | late | fallback | none: no CRM configured or the
+call was never answered), screen_pop_ms and screen_pop_error.
+
 Status: see agents.status (WOBBLE_AGENT_STATUS). SIGTERM: workers hang up, unregister (best
 effort), libDestroy, os._exit; the supervisor forwards SIGTERM and kills stragglers after 5 s.
 """
@@ -38,10 +49,13 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agents.model import TOKEN_RE, strip_port
+from agents.model import TOKEN_RE, strip_port, uri_user
 from agents.status import status_path, worker_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from agents.screenpop import PopResult
 
 log = logging.getLogger("agents.agent")
 
@@ -64,6 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--public-addr", default="", help="address to advertise in Contact/SDP")
     p.add_argument("--no-register", action="store_true", help="direct mode: do not register")
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 (stderr)")
+    p.add_argument("--idp-url", default="", help="identity provider base URL; agents log in before registering")
+    p.add_argument("--idp-secret", default=os.environ.get("IDP_SECRET", "wobble"), help="login secret (env IDP_SECRET)")
+    p.add_argument("--login-retry-s", type=float, default=3.0, help="seconds between failed login attempts")
+    p.add_argument("--crm-url", default="", help="CRM base URL; answered calls get a screen pop")
+    p.add_argument("--pop-deadline-ms", type=float, default=500.0, help="a screen pop later than this is 'late'")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     problems = validate_args(args)
@@ -88,6 +107,11 @@ def validate_args(args: argparse.Namespace) -> list[str]:
         problems.append("--ring-delay and --media-timeout must be >= 0")
     if not args.proxy or "/" in args.proxy or args.proxy.startswith("sip:"):
         problems.append("--proxy must be host[:port]")
+    for flag, url in (("--idp-url", args.idp_url), ("--crm-url", args.crm_url)):
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"{flag} must be an http:// or https:// URL")
+    if args.login_retry_s <= 0 or args.pop_deadline_ms <= 0:
+        problems.append("--login-retry-s and --pop-deadline-ms must be > 0")
     if args.count >= 1 and args.per_process >= 1:
         nworkers = worker_count(args.count, args.per_process)
         if args.sip_port < 1 or args.sip_port + nworkers - 1 > 65535:
@@ -141,8 +165,9 @@ def answer_headers(name: str, region: str, direct: bool) -> tuple[tuple[str, str
     return tuple(out)
 
 
-def agent_event(outcome: Any, region: str, worker: int) -> dict[str, Any]:
-    """The `agent_call` event record for one ended incoming call (a CallOutcome)."""
+def agent_event(outcome: Any, region: str, worker: int, pop: PopResult | None = None) -> dict[str, Any]:
+    """The `agent_call` event record for one ended incoming call (a CallOutcome) and its screen
+    pop (None: no CRM configured or no pop fetched, i.e. the call was never answered)."""
     s = outcome.stats
     return {
         "call_id": outcome.lab_call_id,
@@ -161,7 +186,15 @@ def agent_event(outcome: Any, region: str, worker: int) -> dict[str, Any]:
         "sip_call_id": outcome.sip_call_id,
         "remote_uri": outcome.remote_uri,
         "worker": worker,
+        "screen_pop": pop.status if pop is not None else "none",
+        "screen_pop_ms": pop.ms if pop is not None else None,
+        "screen_pop_error": pop.error if pop is not None else None,
     }
+
+
+def pop_caller(remote_uri: str, lab_call_id: str | None) -> str:
+    """Whose card to pop: the caller's From user, else the lab call id."""
+    return uri_user(remote_uri) or lab_call_id or "anonymous"
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +203,11 @@ def agent_event(outcome: Any, region: str, worker: int) -> dict[str, Any]:
 
 
 async def run_worker(args: argparse.Namespace) -> None:
-    from agents.ua import AccountSpec, CallEnded, IncomingCall, RegState, UaOptions, UserAgent
+    import aiohttp
+
+    from agents.login import LoginResult, keep_logged_in, login_until_ok
+    from agents.screenpop import FALLBACK, PopResult, ScreenPop
+    from agents.ua import AccountSpec, CallAnswered, CallEnded, IncomingCall, RegState, UaOptions, UserAgent
     from lab import events
 
     index: int = args.worker
@@ -190,28 +227,93 @@ async def run_worker(args: argparse.Namespace) -> None:
     )
     addr = await ua.start()
     log.info("worker %d: SIP on %s, agents %s", index, addr, ", ".join(mine["agents"]))
+    session = aiohttp.ClientSession() if (args.idp_url or args.crm_url) else None
+    pop = ScreenPop(session, args.crm_url or None, deadline_ms=args.pop_deadline_ms)
     agents: dict[str, dict[str, Any]] = {}
-    for n, name in enumerate(mine["agents"]):
+
+    def account_spec(n: int, name: str) -> AccountSpec:
         first, last = mine["rtp"][name]
-        agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0, "since": None}
-        await ua.add_account(
-            AccountSpec(
-                name=name,
-                id_uri=f"sip:{name}@{proxy_host}",
-                registrar=None if args.no_register else f"sip:{args.proxy}",
-                expires=args.expires,
-                rtp_port=first,
-                rtp_port_range=last - first + 1,
-                auto_answer=True,
-                ring_delay=args.ring_delay,
-                tone_hz=args.tone,
-                media_timeout_s=args.media_timeout,
-                answer_headers=answer_headers(name, args.region, args.no_register),
-                make_default=n == 0,
-            )
+        return AccountSpec(
+            name=name,
+            id_uri=f"sip:{name}@{proxy_host}",
+            registrar=None if args.no_register else f"sip:{args.proxy}",
+            expires=args.expires,
+            rtp_port=first,
+            rtp_port_range=last - first + 1,
+            auto_answer=True,
+            ring_delay=args.ring_delay,
+            tone_hz=args.tone,
+            media_timeout_s=args.media_timeout,
+            answer_headers=answer_headers(name, args.region, args.no_register),
+            make_default=n == 0,
         )
+
+    bringups: set[asyncio.Task[None]] = set()
+    fatal: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def bring_up(n: int, name: str) -> None:
+        """IdP mode: log in (retrying), only then add (register) the account, then keep the token
+        fresh. A later IdP failure never takes the agent out of service."""
+        assert session is not None
+
+        def note(res: LoginResult) -> None:
+            agents[name]["login"] = "ok" if res.ok else f"failed: {res.error}"
+
+        first = await login_until_ok(session, args.idp_url, name, args.idp_secret, args.region,
+                                     retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+        agents[name]["reason"] = "not yet registered"
+        await ua.add_account(account_spec(n, name))
+        write_status()
+        await keep_logged_in(session, args.idp_url, name, args.idp_secret, args.region, first,
+                             retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+
+    def bring_up_done(task: asyncio.Task[None]) -> None:
+        bringups.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("worker %d: bringing up an agent failed: %r", index, exc)
+            fatal.append(exc)
+            stop.set()
+
+    for n, name in enumerate(mine["agents"]):
+        agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0, "since": None}
+        if not args.idp_url:
+            await ua.add_account(account_spec(n, name))
+            continue
+        agents[name].update(reason="not logged in", login="pending")
+        task = asyncio.ensure_future(bring_up(n, name))
+        bringups.add(task)
+        task.add_done_callback(bring_up_done)
     in_call: dict[int, str] = {}
     calls_total = 0
+    # Screen pops: incoming call handle -> caller id (known at INVITE), -> (fetch task, start) once answered.
+    pop_callers: dict[int, str] = {}
+    pops: dict[int, tuple[asyncio.Task[PopResult], float]] = {}
+    late_writers: set[asyncio.Task[None]] = set()
+
+    def settled(handle: int) -> PopResult | None:
+        """The pop of a call whose fetch is over (or abandoned: reported as an unfinished fallback)."""
+        pop_callers.pop(handle, None)
+        entry = pops.pop(handle, None)
+        if entry is None:
+            return None
+        task, t0 = entry
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        task.cancel()
+        return PopResult(FALLBACK, round((time.monotonic() - t0) * 1000.0, 1), None, "unfinished")
+
+    async def append_call(record: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(events.append, "agent_call", record)
+        except OSError:
+            log.exception("could not append agent_call event")
+
+    async def append_when_popped(outcome: Any, task: asyncio.Task[PopResult]) -> None:
+        """The call ended before its pop finished: the event waits for the pop (bounded by the hard
+        timeout), without holding up the worker's event loop."""
+        await asyncio.wait({task}, timeout=pop.hard_timeout_s + 1.0)
+        await append_call(agent_event(outcome, args.region, index, settled(outcome.handle)))
 
     def write_status(state: str = "running") -> None:
         write_json_atomic(
@@ -228,10 +330,11 @@ async def run_worker(args: argparse.Namespace) -> None:
                 "agents": agents,
                 "in_call": sorted(set(in_call.values())),
                 "calls_total": calls_total,
+                **({"idp": args.idp_url} if args.idp_url else {}),
+                **({"screen_pop": pop.status()} if pop.configured else {}),
             },
         )
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -265,7 +368,12 @@ async def run_worker(args: argparse.Namespace) -> None:
                 write_status()
             elif isinstance(ev, IncomingCall):
                 in_call[ev.handle] = ev.account
+                if pop.configured:
+                    pop_callers[ev.handle] = pop_caller(ev.remote_uri, ev.lab_call_id)
                 log.info("worker %d: %s <- call %s (%s)", index, ev.account, ev.lab_call_id, ev.sip_call_id)
+            elif isinstance(ev, CallAnswered) and ev.handle in pop_callers and ev.handle not in pops:
+                # Answered already (in the pjsua2 thread); the card is fetched alongside.
+                pops[ev.handle] = (asyncio.ensure_future(pop.fetch(pop_callers[ev.handle])), time.monotonic())
             elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
                 in_call.pop(ev.outcome.handle, None)
                 calls_total += 1
@@ -281,10 +389,13 @@ async def run_worker(args: argparse.Namespace) -> None:
                     record["tx_packets"],
                     record["loss_pct"],
                 )
-                try:
-                    await asyncio.to_thread(events.append, "agent_call", record)
-                except OSError:
-                    log.exception("could not append agent_call event")
+                pending = pops.get(ev.outcome.handle)
+                if pending is not None and not pending[0].done():
+                    writer = asyncio.ensure_future(append_when_popped(ev.outcome, pending[0]))
+                    late_writers.add(writer)
+                    writer.add_done_callback(late_writers.discard)
+                else:
+                    await append_call(agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle)))
         if time.monotonic() >= next_write:
             next_write = time.monotonic() + 2.0
             if os.getppid() != parent:
@@ -297,13 +408,24 @@ async def run_worker(args: argparse.Namespace) -> None:
         for entry in agents.values():
             entry.update(active=False, reason="stopping")
         write_status("stopping")
+    for task in list(bringups):
+        task.cancel()
     await ua.stop(timeout=3.0)
-    # Drain the final CallEnded events (calls hung up by the shutdown) into the event log.
+    # Drain the final CallEnded events (calls hung up by the shutdown) into the event log; a screen
+    # pop still in flight is reported as an unfinished fallback.
     while not ua.events.empty():
         ev = ua.events.get_nowait()
         if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
             with contextlib.suppress(OSError):
-                events.append("agent_call", agent_event(ev.outcome, args.region, index))
+                events.append("agent_call", agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle)))
+    for fetch, _ in pops.values():
+        fetch.cancel()
+    if late_writers:
+        await asyncio.wait(late_writers, timeout=1.0)
+    if session is not None:
+        await session.close()
+    if fatal:
+        raise RuntimeError("an agent could not be brought up") from fatal[0]
 
 
 def worker_main(args: argparse.Namespace) -> None:

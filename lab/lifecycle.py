@@ -20,7 +20,7 @@ IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx
 READY = ("healthy", "running")
 SERVICES = (
     "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
-    "steering", "config-api",
+    "steering", "config-api", "idp", "crm",
 )  # fmt: skip
 
 

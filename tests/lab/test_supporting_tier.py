@@ -1,0 +1,62 @@
+"""The supporting tier fails, the critical tier keeps answering (real CRM and IdP containers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lab import dockerctl, events, lifecycle, paths
+from tests.lab.conftest import last_json, run_wobble
+
+
+def agent_record(call_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for e in events.read(paths.EVENTS):
+            if e.get("kind") == "agent_call" and e.get("call_id") == call_id:
+                return e
+        time.sleep(0.2)
+    raise AssertionError(f"no agent record for {call_id}")
+
+
+@pytest.fixture
+def stopped(lab_up: None) -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for c in dockerctl.lab_containers(all_states=True):
+        if c.labels.get("com.docker.compose.service") in names and c.status != "running":
+            c.start()
+    deadline = time.monotonic() + 90
+    while not lifecycle.is_up():
+        assert time.monotonic() < deadline, "lab not healthy again after the test"
+        time.sleep(0.5)
+
+
+def test_crm_down_calls_answered_with_screen_pop_fallback(stopped: list[str]) -> None:
+    stopped.append("crm")
+    dockerctl.service_container("crm").stop(timeout=0)
+    for _ in range(4):  # enough calls to open the circuit breaker, all answered
+        rec = last_json(run_wobble("call", "--region", "region-a", "--hold", "1", "--json").stdout)
+        assert rec["final_code"] == 200
+        assert agent_record(rec["call_id"])["screen_pop"] == "fallback"
+
+
+def test_idp_down_logged_in_agents_answer_new_logins_fail(stopped: list[str]) -> None:
+    stopped.append("idp")
+    since = time.time()
+    dockerctl.service_container("idp").stop(timeout=0)
+    rec = last_json(run_wobble("call", "--region", "region-b", "--hold", "1", "--json").stdout)
+    assert rec["final_code"] == 200 and rec["agent_region"] == "region-b"
+    # a fresh agents container must log in again: it cannot, and says so in the event log
+    stopped.append("agents-b")
+    dockerctl.service_container("agents-b").restart(timeout=3)
+    deadline = time.monotonic() + 20
+    failed: list[dict[str, Any]] = []
+    while not failed and time.monotonic() < deadline:
+        failed = [e for e in events.read(paths.EVENTS)
+                  if e.get("kind") == "agent_login" and e.get("ts", 0) > since and e.get("ok") is False]  # fmt: skip
+        time.sleep(0.5)
+    assert failed and failed[0]["agent"].startswith("b-") and failed[0]["error"]
