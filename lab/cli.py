@@ -103,7 +103,9 @@ def load(
     duration: Annotated[float, typer.Option(help="Seconds of arrivals.")] = 60.0,
     steer: Annotated[str, typer.Option(help="http, ttl (SRV, honours TTL), sticky (stale SRV), or a region.")] = "http",
     hold_mean: Annotated[float, typer.Option(help="Mean call length after answer, s (exponential).")] = 10.0,
-    max_concurrent: Annotated[int, typer.Option(help="Calls in flight at most; beyond: a capacity failure.")] = 40,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Calls in flight at most (default: sized from cps x hold); beyond: a failure.")
+    ] = None,
     arrivals: Annotated[str, typer.Option(help="constant or poisson.")] = "constant",
     seed: Annotated[int | None, typer.Option(help="Replay a run: the schedule seed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON summary on stdout.")] = False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,12 @@ from lab.errors import BadInput, CallFailed
 
 log = logging.getLogger("wobble.load")
 STEER = ("http", "ttl", "sticky")
+
+
+def default_max_concurrent(cps: float, hold_mean: float) -> int:
+    """Size the fleet from the load: mean concurrency (Little's law) with room for its spread."""
+    mean = cps * hold_mean
+    return max(8, min(400, math.ceil(mean + 4 * math.sqrt(mean) + 8)))
 
 
 def ensure_load_args_are_valid(cps: float, duration: float, steer: str, max_concurrent: int) -> None:
@@ -44,9 +51,11 @@ def _interrupt(container_id: str, run_id: str) -> None:
 
 
 def run_load(
-    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int = 40,
+    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int | None = None,
     seed: int | None = None, arrivals: str = "constant", extra: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    if max_concurrent is None:
+        max_concurrent = default_max_concurrent(cps, hold_mean)
     ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
     from lab.topology import Topology
 

@@ -31,3 +31,11 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert lines == ["error: unknown region 'mars'; choose one of: region-a, region-b"]
+
+
+def test_load_fleet_is_sized_from_the_profile() -> None:
+    from lab.load import default_max_concurrent
+
+    assert default_max_concurrent(5, 10) == 87  # 50 in flight on average, plus four sigma and slack
+    assert default_max_concurrent(0.1, 1) == 10  # never fewer than the slack above a trickle
+    assert default_max_concurrent(200, 600) == 400
