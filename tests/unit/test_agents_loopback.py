@@ -23,24 +23,10 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from lab import events
+from tests.unit.loopback import free_port, loopback_env
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD_S = 3
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "WOBBLE_EVENTS": str(tmp / "events.jsonl"),
-        "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
-        "PYTHONPATH": str(ROOT),
-    }
 
 
 def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -85,8 +71,8 @@ def _agents_log(env: dict[str, str]) -> str:
 
 @pytest.fixture
 def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    env = _env(tmp_path)
-    port = _free_udp_port()
+    env = loopback_env(tmp_path)
+    port = free_port()
     proc = _agents(env, "--count", "1", "--proxy", "127.0.0.1", "--sip-port", str(port), "--no-register")
     try:
         _wait_healthy(env)
@@ -169,10 +155,10 @@ class FakeRegistrar(threading.Thread):
 
 
 def test_agents_register_and_health(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = loopback_env(tmp_path)
     reg = FakeRegistrar()
     reg.start()
-    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(_free_udp_port()),
+    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(free_port()),
                    "--expires", "30")  # fmt: skip
     try:
         assert _wait_healthy(env) == "ok: 2/2 agents registered"

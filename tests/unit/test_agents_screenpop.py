@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import socket
@@ -27,6 +26,7 @@ from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
 from lab import events
 from lab.deps import crm
+from tests.unit.loopback import free_port, loopback_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,21 +274,6 @@ pytest_pjsua = pytest.mark.skipif(
 )
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "WOBBLE_EVENTS": str(tmp / "events.jsonl"),
-        "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
 def _log(tmp: Path) -> str:
     path = tmp / "agents.log"
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
@@ -331,7 +316,7 @@ def service(tmp_path: Path) -> Iterator[Starter]:
 
 def _call_through_agent(tmp_path: Path, env: dict[str, str], *extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One agent (direct mode) with `extra` flags, one 2 s call; returns (caller result, agent_call event)."""
-    port = _free_port(socket.SOCK_DGRAM)
+    port = free_port(socket.SOCK_DGRAM)
     rtp_base = random.randrange(40000, 59000, 100)
     cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a", "--count", "1",
            "--proxy", "127.0.0.1", "--sip-port", str(port), "--rtp-base", str(rtp_base), "--bind", "127.0.0.1",
@@ -365,8 +350,8 @@ def _call_through_agent(tmp_path: Path, env: dict[str, str], *extra: str) -> tup
 
 @pytest_pjsua
 def test_loopback_crm_down_call_answered_with_fallback_pop(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    dead = f"http://127.0.0.1:{_free_port(socket.SOCK_STREAM)}"  # nothing listens there
+    env = loopback_env(tmp_path)
+    dead = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}"  # nothing listens there
     rec, ev = _call_through_agent(tmp_path, env, "--crm-url", dead)
     assert rec["final_code"] == 200 and rec["end_reason"] == "caller_bye" and rec["setup_ms"] < 2000
     assert ev["final_code"] == 200 and ev["end_reason"] == "remote_bye"
@@ -375,8 +360,8 @@ def test_loopback_crm_down_call_answered_with_fallback_pop(tmp_path: Path) -> No
 
 @pytest_pjsua
 def test_loopback_login_then_ok_pop(tmp_path: Path, service: Starter) -> None:
-    env = _env(tmp_path)
-    idp_port, crm_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_STREAM)
+    env = loopback_env(tmp_path)
+    idp_port, crm_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
     service("idp", {**env, "PORT": str(idp_port), "IDP_SECRET": "s3cret"})
     service("crm", {**env, "PORT": str(crm_port)})
     urls = ["--idp-url", f"http://127.0.0.1:{idp_port}", "--crm-url", f"http://127.0.0.1:{crm_port}"]
@@ -392,12 +377,12 @@ def test_loopback_no_registration_before_login_and_idp_loss_keeps_agent(tmp_path
     in, then registers. IdP down again: the agent stays registered (healthy)."""
     from tests.unit.test_agents_loopback import FakeRegistrar
 
-    env = _env(tmp_path)
-    idp_port = _free_port(socket.SOCK_STREAM)
+    env = loopback_env(tmp_path)
+    idp_port = free_port(socket.SOCK_STREAM)
     reg = FakeRegistrar()
     reg.start()
     cmd = [sys.executable, "-m", "agents.agent", "--region", "region-b", "--prefix", "b", "--count", "1",
-           "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(_free_port(socket.SOCK_DGRAM)),
+           "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(free_port(socket.SOCK_DGRAM)),
            "--rtp-base", str(random.randrange(40000, 59000, 100)), "--bind", "127.0.0.1", "--expires", "30",
            "--idp-url", f"http://127.0.0.1:{idp_port}", "--login-retry-s", "0.3"]  # fmt: skip
     with (tmp_path / "agents.log").open("ab") as log:
