@@ -51,7 +51,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from agents.model import TOKEN_RE, strip_port, uri_user
+from agents.model import TOKEN_RE, parse_valid_args, strip_port, uri_user
 from agents.status import status_path, worker_path, write_json_atomic
 
 if TYPE_CHECKING:
@@ -84,11 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crm-url", default="", help="CRM base URL; answered calls get a screen pop")
     p.add_argument("--pop-deadline-ms", type=float, default=500.0, help="a screen pop later than this is 'late'")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    problems = validate_args(args)
-    if problems:
-        p.error("; ".join(problems))
-    return args
+    return parse_valid_args(p, argv, validate_args)
 
 
 def validate_args(args: argparse.Namespace) -> list[str]:

@@ -38,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from agents.model import CALL_HEADER, TOKEN_RE, CallOutcome, strip_port, uri_host
+from agents.model import CALL_HEADER, TOKEN_RE, CallOutcome, parse_valid_args, strip_port, uri_host
 
 log = logging.getLogger("agents.caller")
 #: Exit codes: 0 the call was attempted (whatever its outcome), 1 engine failure, 2 usage error,
@@ -70,11 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tone", type=int, default=440, help="tone frequency to send, Hz")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line (always done)")
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 (stderr)")
-    args = p.parse_args(argv)
-    problems = validate_args(args)
-    if problems:
-        p.error("; ".join(problems))
-    return args
+    return parse_valid_args(p, argv, validate_args)
 
 
 def validate_args(args: argparse.Namespace) -> list[str]:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import loadmodel
-from agents.model import uri_host
+from agents.model import parse_valid_args, uri_host
 
 log = logging.getLogger("agents.load")
 
@@ -97,10 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-id", default=None)
     p.add_argument("--json", action="store_true", help="(the summary is always the last stdout line)")
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 of the workers")
-    args = p.parse_args(argv)
-    problems = validate_args(args)
-    if problems:
-        p.error("; ".join(problems))
+    args = parse_valid_args(p, argv, validate_args)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
     if not args.run_id:

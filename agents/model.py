@@ -5,7 +5,9 @@ Nothing here imports pjsua2, so it is unit-testable anywhere. `agents.ua` re-exp
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -244,3 +246,16 @@ class CallOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_valid_args(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    validate: Callable[[argparse.Namespace], list[str]],
+) -> argparse.Namespace:
+    """Parse, then check what argparse cannot; every problem in one usage error (exit 2)."""
+    args = parser.parse_args(argv)
+    problems = validate(args)
+    if problems:
+        parser.error("; ".join(problems))
+    return args
