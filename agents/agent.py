@@ -33,6 +33,11 @@ Supporting tier (optional; without these flags nothing below happens):
 Every agent_call event carries screen_pop (ok | late | fallback | none: no CRM configured or the
 call was never answered), screen_pop_ms and screen_pop_error.
 
+Metrics (agents.metrics): the supervisor serves Prometheus on --metrics-port (default 9101, 0: off):
+wobble_agents_logged_in{region}, wobble_agent_logins_total{region,result},
+wobble_agent_calls_answered_total{region}, wobble_agent_screen_pops_total{region,result}. Workers
+count in their status file (`counters`); the supervisor reads those files every 2 s.
+
 Status: see agents.status (WOBBLE_AGENT_STATUS). SIGTERM: workers hang up, unregister (best
 effort), libDestroy, os._exit; the supervisor forwards SIGTERM and kills stragglers after 5 s.
 """
@@ -51,8 +56,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from agents.metrics import AGENT_PORT, AgentMetrics, WorkerCounters, serve
 from agents.model import TOKEN_RE, parse_valid_args, strip_port, uri_user
-from agents.status import status_path, worker_path, write_json_atomic
+from agents.status import read_json, status_path, worker_path, write_json_atomic
 
 if TYPE_CHECKING:
     from agents.screenpop import PopResult
@@ -83,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--login-retry-s", type=float, default=3.0, help="seconds between failed login attempts")
     p.add_argument("--crm-url", default="", help="CRM base URL; answered calls get a screen pop")
     p.add_argument("--pop-deadline-ms", type=float, default=500.0, help="a screen pop later than this is 'late'")
+    p.add_argument("--metrics-port", type=int, default=AGENT_PORT, help="Prometheus /metrics port (0: off)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return parse_valid_args(p, argv, validate_args)
 
@@ -106,6 +113,8 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     for flag, url in (("--idp-url", args.idp_url), ("--crm-url", args.crm_url)):
         if url and not url.startswith(("http://", "https://")):
             problems.append(f"{flag} must be an http:// or https:// URL")
+    if not 0 <= args.metrics_port <= 65535:
+        problems.append("--metrics-port must be 0 (off) or a TCP port")
     if args.login_retry_s <= 0 or args.pop_deadline_ms <= 0:
         problems.append("--login-retry-s and --pop-deadline-ms must be > 0")
     if args.count >= 1 and args.per_process >= 1:
@@ -226,6 +235,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     session = aiohttp.ClientSession() if (args.idp_url or args.crm_url) else None
     pop = ScreenPop(session, args.crm_url or None, deadline_ms=args.pop_deadline_ms)
     agents: dict[str, dict[str, Any]] = {}
+    counters = WorkerCounters()  # read by the supervisor for its metrics (agents.metrics)
 
     def account_spec(n: int, name: str) -> AccountSpec:
         first, last = mine["rtp"][name]
@@ -255,6 +265,7 @@ async def run_worker(args: argparse.Namespace) -> None:
 
         def note(res: LoginResult) -> None:
             agents[name]["login"] = "ok" if res.ok else f"failed: {res.error}"
+            counters.login(res.ok)
 
         first = await login_until_ok(session, args.idp_url, name, args.idp_secret, args.region,
                                      retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
@@ -300,6 +311,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         return PopResult(FALLBACK, round((time.monotonic() - t0) * 1000.0, 1), None, "unfinished")
 
     async def append_call(record: dict[str, Any]) -> None:
+        counters.call_ended(record)
         try:
             await asyncio.to_thread(events.append, "agent_call", record)
         except OSError:
@@ -326,6 +338,7 @@ async def run_worker(args: argparse.Namespace) -> None:
                 "agents": agents,
                 "in_call": sorted(set(in_call.values())),
                 "calls_total": calls_total,
+                "counters": counters.as_dict(),
                 **({"idp": args.idp_url} if args.idp_url else {}),
                 **({"screen_pop": pop.status()} if pop.configured else {}),
             },
@@ -367,9 +380,12 @@ async def run_worker(args: argparse.Namespace) -> None:
                 if pop.configured:
                     pop_callers[ev.handle] = pop_caller(ev.remote_uri, ev.lab_call_id)
                 log.info("worker %d: %s <- call %s (%s)", index, ev.account, ev.lab_call_id, ev.sip_call_id)
-            elif isinstance(ev, CallAnswered) and ev.handle in pop_callers and ev.handle not in pops:
-                # Answered already (in the pjsua2 thread); the card is fetched alongside.
-                pops[ev.handle] = (asyncio.ensure_future(pop.fetch(pop_callers[ev.handle])), time.monotonic())
+            elif isinstance(ev, CallAnswered):
+                if ev.handle in in_call:
+                    counters.answered()
+                if ev.handle in pop_callers and ev.handle not in pops:
+                    # Answered already (in the pjsua2 thread); the card is fetched alongside.
+                    pops[ev.handle] = (asyncio.ensure_future(pop.fetch(pop_callers[ev.handle])), time.monotonic())
             elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
                 in_call.pop(ev.outcome.handle, None)
                 calls_total += 1
@@ -412,12 +428,16 @@ async def run_worker(args: argparse.Namespace) -> None:
     while not ua.events.empty():
         ev = ua.events.get_nowait()
         if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
+            record = agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle))
+            counters.call_ended(record)
             with contextlib.suppress(OSError):
-                events.append("agent_call", agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle)))
+                events.append("agent_call", record)
     for fetch, _ in pops.values():
         fetch.cancel()
     if late_writers:
         await asyncio.wait(late_writers, timeout=1.0)
+    with contextlib.suppress(OSError):  # the last counts, for the supervisor's metrics
+        write_status("stopping")
     if session is not None:
         await session.close()
     if fatal:
@@ -454,6 +474,18 @@ class Supervisor:
         self.next_start: dict[int, float] = {}
         self.restarts: dict[int, int] = dict.fromkeys(self.plan, 0)
         self.stopping = False
+        self.metrics = AgentMetrics(args.region)
+        self.next_scan = 0.0
+
+    def scan(self, index: int) -> None:
+        """Feed worker `index`'s status file to the metrics (cheap: a small JSON file)."""
+        try:
+            data = read_json(worker_path(status_path(), index))
+        except (OSError, ValueError):
+            data = None
+        proc = self.procs.get(index)
+        alive = proc is not None and proc.poll() is None
+        self.metrics.observe_worker(index, data if isinstance(data, dict) else None, time.time(), alive=alive)
 
     def write_status(self) -> None:
         write_json_atomic(
@@ -481,6 +513,7 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        serve(self.metrics.registry, self.args.metrics_port, self.args.bind)
         for i in self.plan:
             self.spawn(i)
         self.write_status()
@@ -488,6 +521,10 @@ class Supervisor:
             time.sleep(0.5)
             changed = False
             now = time.monotonic()
+            if now >= self.next_scan:
+                self.next_scan = now + 2.0
+                for i in self.plan:
+                    self.scan(i)
             for i in self.plan:
                 proc = self.procs.get(i)
                 if proc is not None and proc.poll() is None:
@@ -496,6 +533,7 @@ class Supervisor:
                     continue
                 if proc is not None:
                     log.error("supervisor: worker %d exited with %s", i, proc.returncode)
+                    self.scan(i)  # its last counts, before a new worker overwrites the file
                     del self.procs[i]
                     delay = min(10.0, max(1.0, self.backoff.get(i, 0.0) * 2))
                     self.backoff[i] = delay

@@ -6,6 +6,7 @@
         [--steering-url http://10.77.0.5:8080] [--steering-dns 10.77.0.5] [--zone cx.lab]
         [--response-timeout 2] [--answer-timeout 30] [--media-timeout 5]
         [--sip-port-base 5100] [--rtp-base 40000] [--bind ADDR] [--run-id ID] [--json]
+        [--metrics-port 9102]
 
 pjsua2 holds at most 4 calls per process, so this supervisor runs N = ceil(max_concurrent / 4)
 workers (`agents.loadworker`): worker i on SIP port sip-port-base + i, RTP ports
@@ -23,9 +24,16 @@ Target per call: --target (chosen_by "target"; several --target: rotated call by
 With SRV a call moves to the next target on 503, 408 or no response within --response-timeout
 (RFC 3263).
 
-Event log (lab.events, WOBBLE_EVENTS), Jepsen style: `load_invoke` {schema, run_id, call_id,
-t_invoke, target, chosen_by, worker} when a call is attempted, then exactly one of `load_ok` /
-`load_fail` / `load_info` with the call record (agents.loadmodel.call_record).
+Event log (lab.events, WOBBLE_EVENTS; docs/events.md), Jepsen style: `load_invoke` {schema, run_id,
+call_id, t_invoke, target, chosen_by, worker, hold_s} when a call is attempted, then exactly one of
+`load_ok` / `load_fail` / `load_info` with the call record (agents.loadmodel.call_record).
+A run holds lab.history.RunLock (<events dir>/runs/<run_id>.lock) while it runs. On start it first
+closes the calls that dead earlier runs left open (lab.history.recover_log: `load_info`,
+end_reason `recovered`); the summary's `recovered` says how many.
+
+Metrics (agents.metrics): Prometheus on --metrics-port (default 9102, 0: off) while the run lasts:
+wobble_call_attempts_total{region,chosen_by}, wobble_call_outcomes_total{outcome,reason},
+wobble_call_pdd_seconds, wobble_call_mos.
 
 stdout: the LAST line is the run summary (one JSON object, see agents.loadmodel.summarize);
 logs go to stderr. SIGINT/SIGTERM: stop launching, hang up in-flight calls, record them, summarize.
@@ -52,7 +60,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import loadmodel
+from agents.metrics import LOAD_PORT, LoadMetrics, attempt_region, sbc_regions, serve
 from agents.model import parse_valid_args, uri_host
+from lab import history
 
 log = logging.getLogger("agents.load")
 
@@ -97,6 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-id", default=None)
     p.add_argument("--json", action="store_true", help="(the summary is always the last stdout line)")
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 of the workers")
+    p.add_argument("--metrics-port", type=int, default=LOAD_PORT, help="Prometheus /metrics port (0: off)")
     args = parse_valid_args(p, argv, validate_args)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
@@ -124,6 +135,8 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     for target in args.target or []:
         if not str(target).startswith("sip:") or uri_host(target) is None:
             problems.append(f"--target must be a sip: URI with a host, got {target!r}")
+    if not 0 <= args.metrics_port <= 65535:
+        problems.append("--metrics-port must be 0 (off) or a TCP port")
     if args.response_timeout < 0 or not 0 < args.answer_timeout <= 600 or args.media_timeout < 0:
         problems.append("--response-timeout/--media-timeout must be >= 0, --answer-timeout in (0, 600]")
     if args.run_id is not None and not loadmodel_token(args.run_id):
@@ -316,6 +329,8 @@ class LoadRun:
         self.calls: set[asyncio.Task[None]] = set()
         self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self.writes: list[Awaitable[Any]] = []
+        self.metrics = LoadMetrics()
+        self.sbcs = sbc_regions()
         rng = random.Random(f"{args.seed}/srv")
         self.router: FixedRouter | HttpRouter | SrvRouter
         if args.target:
@@ -332,6 +347,22 @@ class LoadRun:
 
         loop = asyncio.get_running_loop()
         self.writes.append(loop.run_in_executor(self.writer, self._append, events.append, kind, record))
+
+    def invoke(
+        self,
+        call_id: str,
+        t_invoke: float,
+        target: str | None,
+        chosen_by: str,
+        worker: int | None,
+        hold: float,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """A call is attempted: its `load_invoke` event, and the attempts metric."""
+        self.emit(
+            "load_invoke", loadmodel.invoke_record(self.run_id, call_id, t_invoke, target, chosen_by, worker, hold)
+        )
+        self.metrics.attempt(attempt_region(target, extra, self.sbcs), chosen_by)
 
     @staticmethod
     def _append(fn: Any, kind: str, record: dict[str, Any]) -> None:
@@ -452,10 +483,7 @@ class LoadRun:
                 return
             fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
             w.pending[call_id] = fut
-            self.emit(
-                "load_invoke",
-                loadmodel.invoke_record(self.run_id, call_id, t_invoke, route.uris[0], route.chosen_by, w.index),
-            )
+            self.invoke(call_id, t_invoke, route.uris[0], route.chosen_by, w.index, hold, route.extra)
             if not w.send({"op": "call", "call_id": call_id, "targets": route.uris, "hold_s": hold}):
                 w.pending.pop(call_id, None)
                 fut.set_result(None)
@@ -487,7 +515,7 @@ class LoadRun:
         reason: str,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        self.emit("load_invoke", loadmodel.invoke_record(self.run_id, call_id, t_invoke, target, chosen_by, None))
+        self.invoke(call_id, t_invoke, target, chosen_by, None, hold, extra)
         self.complete(
             loadmodel.call_record(
                 run_id=self.run_id,
@@ -505,6 +533,7 @@ class LoadRun:
     def complete(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
         self.emit(f"load_{rec['status']}", rec)
+        self.metrics.complete(rec)
         if rec["status"] != "ok":
             log.info(
                 "call %s: %s %s (%s, fate %s)",
@@ -522,6 +551,9 @@ class LoadRun:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         t_start = time.monotonic()
+        lock = await self.take_lock()
+        recovered = await self.recover()
+        serve(self.metrics.registry, self.args.metrics_port, self.args.bind)
         for w in self.workers:
             await self.spawn(w)
         ready_deadline = time.monotonic() + 15.0
@@ -578,6 +610,8 @@ class LoadRun:
             with contextlib.suppress(Exception):
                 await write
         self.writer.shutdown(wait=True)
+        if lock is not None:
+            lock.release()  # every event of the run is written: it may now be looked at as over
         stats = loadmodel.RunStats(
             cps_asked=self.args.cps,
             launch_s=launch_s,
@@ -591,9 +625,35 @@ class LoadRun:
                 "chosen_by": self.chosen_by_label(),
                 "planned": len(self.plan),
                 "stopped": self.stop.is_set(),
+                "recovered": recovered,
             },
         )
         return loadmodel.summarize(self.run_id, self.records, stats)
+
+    async def take_lock(self) -> history.RunLock | None:
+        """Mark this run live for recoverers (lab.history) before its first event."""
+        from lab import events
+
+        lock = history.RunLock(events.event_path(), self.run_id)
+        try:
+            await asyncio.to_thread(lock.acquire)
+        except OSError as exc:
+            log.error("no run lock %s (%s): a recovery meanwhile may close this run's calls", lock.path, exc)
+            return None
+        return lock
+
+    async def recover(self) -> int:
+        """Close the calls earlier runs that died left open (never this run's, nor a live run's)."""
+        from lab import events
+
+        try:
+            done = await asyncio.to_thread(history.recover_log, events.event_path(), f"load:{self.run_id}")
+        except (OSError, ValueError) as exc:
+            log.error("recovery of open calls failed: %s", exc)
+            return 0
+        if done.closed:
+            log.warning("closed %d calls left open by dead runs as info/recovered", len(done.closed))
+        return len(done.closed)
 
     def chosen_by_label(self) -> str:
         return "target" if self.args.target else str(self.args.steer)

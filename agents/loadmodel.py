@@ -2,6 +2,8 @@
 per-direction RTP tracking, fate and status of a call, its event record, the run summary.
 
 Nothing here imports pjsua2, asyncio or the network, so all of it is unit-testable anywhere.
+The record's core fields, the schema version, and the fate/status rules below live in lab.schema
+(shared with `wobble call`); docs/events.md documents them.
 
 Fate of an answered call (None for an unanswered one), in this order of precedence:
 - `silent`: no RTP at all, neither received nor sent.
@@ -16,7 +18,8 @@ Status of a call record (the event kind is `load_<status>`):
 - `fail`: definitely not served: rejected, no route, no response, capacity, timed out before an
   answer, transport error, or answered but dropped / one-way / silent.
 - `info`: outcome unknown: the worker holding the call died (worker_lost), the run stopped
-  waiting for it (abandoned), or the run was stopped before the call was answered (stopped).
+  waiting for it (abandoned), the run was stopped before the call was answered (stopped), or
+  the supervisor itself died and a later recovery closed the call (recovered, see lab.history).
 """
 
 from __future__ import annotations
@@ -27,17 +30,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.metrics.mos import mos as emodel_mos
+from lab.schema import EARLY_END as EARLY_END
+from lab.schema import FATES as FATES
+from lab.schema import ONE_WAY_S as ONE_WAY_S
+from lab.schema import SCHEMA_VERSION, record_from_result
+from lab.schema import STATUSES as STATUSES
+from lab.schema import UNKNOWN_END as UNKNOWN_END
+from lab.schema import call_mos as call_mos
+from lab.schema import classify_fate as classify_fate
+from lab.schema import classify_status as classify_status
+from lab.schema import invoke_record as invoke_record
 
-SCHEMA = 1
-#: A direction standing still this long while the other counts is a one-way stretch.
-ONE_WAY_S = 2.0
-#: end_reasons meaning an answered call ended before we hung up.
-EARLY_END = frozenset({"remote_bye", "media_timeout", "transport_error", "failed", "watchdog"})
+#: The event-log schema version (lab.schema.SCHEMA_VERSION; the call record of `wobble call` shares it).
+SCHEMA = SCHEMA_VERSION
 #: Final codes after which an RFC 3263 client tries its next target (0: no response at all).
 RETRY_NEXT_TARGET = frozenset({0, 408, 503})
-FATES = ("survived", "dropped", "one_way", "silent")
-STATUSES = ("ok", "fail", "info")
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,46 +139,6 @@ class MediaTrack:
             self.one_way_s = max(self.one_way_s, t - self.tx_since)
 
 
-def classify_fate(
-    answered: bool, end_reason: str, rx_packets: int, tx_packets: int, one_way_s: float = 0.0
-) -> str | None:
-    """The fate of an answered call (see the module docstring); None when it was never answered."""
-    if not answered:
-        return None
-    if rx_packets <= 0 and tx_packets <= 0:
-        return "silent"
-    if end_reason in EARLY_END:
-        return "dropped"
-    if rx_packets <= 0 or tx_packets <= 0 or one_way_s >= ONE_WAY_S:
-        return "one_way"
-    return "survived"
-
-
-#: end_reasons of calls whose outcome nobody knows (the worker died, or the run gave up waiting).
-UNKNOWN_END = frozenset({"worker_lost", "abandoned"})
-
-
-def classify_status(answered: bool, fate: str | None, end_reason: str) -> str:
-    if end_reason in UNKNOWN_END:
-        return "info"
-    if answered:
-        return "ok" if fate == "survived" else "fail"
-    if end_reason == "stopped":
-        return "info"
-    return "fail"
-
-
-def call_mos(
-    answered: bool, rx_packets: int, loss: float, jitter_ms: float | None, rtt_ms: float | None
-) -> float | None:
-    """E-model MOS of an answered call; 1.0 when nothing was received (nobody heard anything)."""
-    if not answered:
-        return None
-    if rx_packets <= 0:
-        return 1.0
-    return emodel_mos(loss, jitter_ms or 0.0, rtt_ms or 0.0)
-
-
 # --------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------
@@ -181,36 +148,6 @@ def new_call_id(rng: random.Random | None = None) -> str:
     """`l` + 12 hex digits."""
     r = rng or random.SystemRandom()
     return "l" + f"{r.getrandbits(48):012x}"
-
-
-def invoke_record(
-    run_id: str, call_id: str, t_invoke: float, target: str | None, chosen_by: str, worker: int | None
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "call_id": call_id,
-        "t_invoke": round(t_invoke, 6),
-        "target": target,
-        "chosen_by": chosen_by,
-        "worker": worker,
-    }
-
-
-_RESULT_FIELDS = (
-    "final_code",
-    "final_reason",
-    "pdd_ms",
-    "setup_ms",
-    "duration_s",
-    "rx_packets",
-    "tx_packets",
-    "rx_lost",
-    "loss_pct",
-    "jitter_ms",
-    "rtt_ms",
-    "sip_call_id",
-)
 
 
 def call_record(
@@ -228,51 +165,23 @@ def call_record(
     one_way_s: float = 0.0,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The completion record of one call. `result` is an `agents.caller.result_dict`-shaped dict of
+    """The completion record of one call: the shared core (lab.schema.record_from_result) plus
+    `worker`, `one_way_s` and `extra`. `result` is an `agents.caller.result_dict`-shaped dict of
     the last attempt (None when no INVITE was ever sent); `end_reason` overrides its end_reason."""
-    res = dict(result or {})
-    reason = end_reason or str(res.get("end_reason") or "failed")
-    code = int(res.get("final_code") or 0)
-    answered = code == 200 or (res.get("setup_ms") is not None and 200 <= code < 300)
-    rx = int(res.get("rx_packets") or 0)
-    tx = int(res.get("tx_packets") or 0)
-    fate = classify_fate(answered, reason, rx, tx, one_way_s)
-    status = classify_status(answered, fate, reason)
-    region = (res.get("reply_headers") or {}).get("X-Wobble-Region") or res.get("region")
-    rec: dict[str, Any] = {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "call_id": call_id,
-        "status": status,
-        "final_code": code,
-        "final_reason": str(res.get("final_reason") or ""),
-        "region": region,
-        "target": targets_tried[-1] if targets_tried else None,
-        "targets_tried": list(targets_tried),
-        "chosen_by": chosen_by,
-        "worker": worker,
-        "pdd_ms": None,
-        "setup_ms": None,
-        "hold_s": hold_s,
-        "duration_s": 0.0,
-        "rx_packets": rx,
-        "tx_packets": tx,
-        "rx_lost": 0,
-        "loss_pct": 0.0,
-        "jitter_ms": None,
-        "rtt_ms": None,
-        "one_way_s": round(one_way_s, 3),
-        "mos": None,
-        "end_reason": reason,
-        "fate": fate,
-        "t_invoke": round(t_invoke, 6),
-        "t_end": round(t_end, 6),
-        "sip_call_id": "",
-    }
-    for key in _RESULT_FIELDS:
-        if key in res and key not in ("final_code", "final_reason"):
-            rec[key] = res[key]
-    rec["mos"] = call_mos(answered, rx, float(rec["loss_pct"] or 0.0), rec["jitter_ms"], rec["rtt_ms"])
+    rec = record_from_result(
+        result,
+        run_id=run_id,
+        call_id=call_id,
+        chosen_by=chosen_by,
+        hold_s=hold_s,
+        t_invoke=t_invoke,
+        t_end=t_end,
+        targets_tried=targets_tried,
+        end_reason=end_reason,
+        one_way_s=one_way_s,
+    )
+    rec["worker"] = worker
+    rec["one_way_s"] = round(one_way_s, 3)
     if extra:
         rec.update(extra)
     return rec

@@ -178,20 +178,10 @@ class Worker:
         without an answer may linger until pjsip's timer B), then free the slot."""
         ua = self.ua
         assert ua is not None
-
-        def drop() -> bool:
-            if any(r.account.spec.name == account for r in ua._calls.values()):
-                return False
-            acc = ua._accounts.pop(account, None)
-            if acc is not None:
-                acc.shutdown()
-                del acc
-            return True
-
         deadline = time.monotonic() + 40.0
         while time.monotonic() < deadline:
             try:
-                if await ua._submit(drop):
+                if await ua.remove_account(account):
                     break
             except Exception:
                 log.exception("worker %d: could not remove account %s", self.args.index, account)

@@ -288,6 +288,12 @@ class UserAgent:
     async def add_account(self, spec: AccountSpec) -> str:
         return await self._submit(lambda: self._add_account(spec))
 
+    async def remove_account(self, name: str) -> bool:
+        """Remove account `name` (unregistering it if it registered) once the engine holds no call
+        of it. True when it is gone (or never existed); False while a call on it lingers (an
+        unanswered INVITE stays until pjsip's timer B, for instance): ask again later."""
+        return await self._submit(lambda: self._remove_account(name))
+
     async def make_call(self, account: str, uri: str, headers: dict[str, str] | None = None) -> int:
         return await self._submit(lambda: self._make_call(account, uri, headers or {}))
 
@@ -510,6 +516,17 @@ class UserAgent:
         acc.create(cfg, spec.make_default)
         self._accounts[spec.name] = acc
         return spec.name
+
+    def _remove_account(self, name: str) -> bool:
+        acc = self._accounts.get(name)
+        if acc is None:
+            return True
+        if any(r.account is acc for r in self._calls.values()):
+            return False
+        del self._accounts[name]
+        acc.shutdown()
+        del acc
+        return True
 
     def _on_reg_state(self, acc: _Account, prm: Any) -> None:
         info = acc.getInfo()

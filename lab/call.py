@@ -2,7 +2,9 @@
 
 The caller measures its side (codes, timing, RTP); the answering agent writes its own record to the
 event log; Asterisk writes the recording and the CDR into the bind-mounted `var/`. This module
-waits briefly for each of those and joins them into one record keyed by the call's id.
+waits briefly for each of those and joins them into one record keyed by the call's id
+(`call_record`, pure: the lab.schema core shared with the traffic generator's records, then the
+joined fields; docs/events.md).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab import cdr, dockerctl, events, paths
+from lab import cdr, dockerctl, events, paths, schema
+from lab.cdr import Cdr
 from lab.errors import BadInput, CallFailed, PortInUse, WobbleError
-from lab.metrics.mos import mos
 from lab.steering import client as steering_client
 from lab.topology import Topology
 
@@ -110,26 +113,66 @@ def place_call(
         targets = [(t.region, f"sip:support@{t.host}:{t.port}") for t in steering_client.srv_targets()]
         if not targets:
             raise CallFailed("steering DNS returned no SRV targets for the lab zone")
+    chosen_by = "target" if region is not None else steer
     caller: dict[str, Any] = {}
-    tried: list[str] = []
+    tried: list[tuple[str, str]] = []
+    t_invoke = time.time()
+    first_invite_at: float | None = None
     for asked, uri in targets:
-        tried.append(asked)
-        caller = run_caller(call_id, uri, hold_s, local_port, timeout_s, response_timeout_s)
+        tried.append((asked, uri))
+        caller = run_caller(call_id, uri, hold_s, local_port, timeout_s, response_timeout_s, chosen_by)
+        if first_invite_at is None and isinstance(caller.get("started_at"), int | float):
+            first_invite_at = float(caller["started_at"])
         if caller.get("final_code") not in RETRY_NEXT_TARGET:
             break
         log.info("%s answered %s; trying the next target", asked, caller.get("final_code") or "nothing")
-    record = join(call_id, tried[-1], caller)
-    record["steer"] = None if region is not None else steer
-    record["targets_tried"] = tried
+    t_end = time.time()
+    caller = from_first_invite(caller, first_invite_at)
+    asked_region = tried[-1][0]
+    evidence = gather(call_id, asked_region, caller)
+    record = call_record(
+        call_id,
+        caller,
+        evidence,
+        asked_region=asked_region,
+        chosen_by=chosen_by,
+        steer=None if region is not None else steer,
+        hold_s=hold_s,
+        targets_tried=[uri for _, uri in tried],
+        t_invoke=t_invoke,
+        t_end=t_end,
+    )
+    events.append("call", record, paths.EVENTS)
     report_evidence(record)
     return record
 
 
+def from_first_invite(caller: dict[str, Any], first_invite_at: float | None) -> dict[str, Any]:
+    """The last attempt's result with pdd_ms/setup_ms counted from the FIRST INVITE, as the traffic
+    generator counts them (what the customer waited, across SRV targets)."""
+    started = caller.get("started_at")
+    if first_invite_at is None or not isinstance(started, int | float) or started <= first_invite_at:
+        return caller
+    offset_ms = (float(started) - first_invite_at) * 1000.0
+    out = {**caller, "started_at": first_invite_at}
+    for key in ("pdd_ms", "setup_ms"):
+        if isinstance(out.get(key), int | float):
+            out[key] = round(float(out[key]) + offset_ms, 1)
+    return out
+
+
 def run_caller(
-    call_id: str, target: str, hold_s: float, local_port: int, timeout_s: float, response_timeout_s: float = 0.0
+    call_id: str,
+    target: str,
+    hold_s: float,
+    local_port: int,
+    timeout_s: float,
+    response_timeout_s: float = 0.0,
+    chosen_by: str = "target",
 ) -> dict[str, Any]:
     """Run one call in the caller container; its record is the last line it prints."""
-    events.append("call_invoke", {"call_id": call_id, "target": target, "hold_s": hold_s}, paths.EVENTS)
+    invoke = schema.invoke_record(None, call_id, time.time(), target, chosen_by, None, hold_s)
+    events.append("call_invoke", invoke, paths.EVENTS)
     cmd = ["python", "-m", "agents.caller", "--target", target, "--hold", str(hold_s), "--call-id", call_id,
            "--local-port", str(local_port), "--timeout", str(timeout_s),
            "--response-timeout", str(response_timeout_s), "--json"]  # fmt: skip
@@ -144,7 +187,8 @@ def run_caller(
         caller: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError):
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        events.append("call_fail", {"call_id": call_id, "error": tail[0]}, paths.EVENTS)
+        failed = {"call_id": call_id, "target": target, "error": tail[0]}
+        events.append("call_fail", failed, paths.EVENTS)
         raise CallFailed(f"the caller returned no record (exit {code}): {tail[0]}") from None
     return caller
 
@@ -169,46 +213,78 @@ def answered_at(caller: dict[str, Any]) -> float | None:
     return round(float(started) + float(setup) / 1000.0, 3)
 
 
-def join(call_id: str, asked_region: str, caller: dict[str, Any]) -> dict[str, Any]:
-    """Join the caller's record with the agent's record, the recording and the CDR."""
-    headers = caller.get("reply_headers") or {}
-    answered_region = headers.get("X-Wobble-Region") or (asked_region if caller.get("final_code") == 200 else None)
+@dataclass(frozen=True)
+class Evidence:
+    """What the lab recorded about a call besides the caller's own result."""
+
+    agent: dict[str, Any] = field(default_factory=dict)  # the agent's `agent_call` event, {} if none
+    recording: Path | None = None
+    recording_bytes: int = 0
+    cdr: Cdr | None = None
+
+
+def gather(call_id: str, asked_region: str, caller: dict[str, Any]) -> Evidence:
+    """Wait briefly for the agent's record, the recording and the CDR of the call."""
     answered = caller.get("final_code") == 200
     agent = wait_for(lambda: agent_record(call_id, paths.EVENTS), JOIN_WAIT_S if answered else 0.5) or {}
-    rec_region = agent.get("agent_region") or answered_region or asked_region
+    rec_region = agent.get("agent_region") or answered_region(caller, asked_region) or asked_region
     recording = wait_for(
         lambda: finished_recording(paths.recordings_dir(rec_region) / f"{call_id}.wav"), JOIN_WAIT_S if answered else 0
     )
     row = wait_for(lambda: cdr.find(paths.cdr_file(rec_region), call_id), JOIN_WAIT_S if answered else 1.0)
-    loss = float(caller.get("loss_pct") or 0.0)
-    jitter = float(caller.get("jitter_ms") or 0.0)
-    rtt = float(caller.get("rtt_ms") or 0.0)
-    record = {
-        "call_id": call_id,
-        "final_code": int(caller.get("final_code") or 0),
-        "region": answered_region,
-        "asked_region": asked_region,
-        "agent": agent.get("agent"),
-        "agent_region": agent.get("agent_region"),
-        "pdd_ms": caller.get("pdd_ms"),
-        "setup_ms": caller.get("setup_ms"),
-        "rx_packets": caller.get("rx_packets", 0),
-        "tx_packets": caller.get("tx_packets", 0),
-        "peer_rx_packets": agent.get("rx_packets", 0),
-        "peer_tx_packets": agent.get("tx_packets", 0),
-        "loss_pct": loss,
-        "peer_loss_pct": agent.get("loss_pct"),
-        "jitter_ms": jitter,
-        "rtt_ms": caller.get("rtt_ms"),
-        "mos": mos(loss, jitter, rtt) if answered else None,
-        "end_reason": caller.get("end_reason"),
-        "recording": str(recording) if recording else None,
-        "recording_bytes": recording.stat().st_size if recording else 0,
-        "cdr_id": row.uniqueid if row else None,
-        "cdr_disposition": row.disposition if row else None,
-        "target": caller.get("target"),
-        # when the 200 OK came (UNIX time): what a call's success says about its region, and when
-        "answered_at": answered_at(caller),
-    }
-    events.append("call", record, paths.EVENTS)
+    return Evidence(agent, recording, recording.stat().st_size if recording else 0, row)
+
+
+def answered_region(caller: dict[str, Any], asked_region: str) -> str | None:
+    headers = caller.get("reply_headers") or {}
+    region = headers.get("X-Wobble-Region") or caller.get("region")
+    return str(region) if region else (asked_region if caller.get("final_code") == 200 else None)
+
+
+def call_record(
+    call_id: str,
+    caller: dict[str, Any],
+    evidence: Evidence,
+    *,
+    asked_region: str,
+    chosen_by: str,
+    steer: str | None,
+    hold_s: float,
+    targets_tried: list[str],
+    t_invoke: float,
+    t_end: float,
+) -> dict[str, Any]:
+    """The `wobble call` record (also the `call` event): the core every call record shares
+    (lab.schema, same as the traffic generator's load_* records), then what only a single call
+    joins: the agent's side, the recording, the CDR. Pure."""
+    record = schema.record_from_result(
+        caller,
+        run_id=None,
+        call_id=call_id,
+        chosen_by=chosen_by,
+        hold_s=hold_s,
+        t_invoke=t_invoke,
+        t_end=t_end,
+        targets_tried=targets_tried,
+    )
+    agent = evidence.agent
+    record["region"] = answered_region(caller, asked_region)
+    record.update(
+        {
+            "asked_region": asked_region,
+            "steer": steer,
+            "agent": agent.get("agent"),
+            "agent_region": agent.get("agent_region"),
+            "peer_rx_packets": agent.get("rx_packets", 0),
+            "peer_tx_packets": agent.get("tx_packets", 0),
+            "peer_loss_pct": agent.get("loss_pct"),
+            "jitter_max_ms": caller.get("jitter_max_ms"),
+            "recording": str(evidence.recording) if evidence.recording else None,
+            "recording_bytes": evidence.recording_bytes,
+            "cdr_id": evidence.cdr.uniqueid if evidence.cdr else None,
+            "cdr_disposition": evidence.cdr.disposition if evidence.cdr else None,
+            # when the 200 OK came (UNIX time): what a call's success says about its region, and when
+            "answered_at": answered_at(caller),
+        }
+    )
     return record

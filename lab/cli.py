@@ -149,6 +149,25 @@ def events_tail(
             return
 
 
+@events_app.command("recover")
+def events_recover(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Close every call a dead load run left open (load_invoke, no completion) with a load_info
+    whose end_reason is `recovered`. Calls of runs still going are left alone; a second run closes
+    nothing new (docs/events.md)."""
+    from lab import history, paths
+
+    try:
+        done = history.recover_log(paths.EVENTS, recovered_by="cli")
+    except OSError as exc:
+        raise fail(WobbleError(f"cannot recover {paths.EVENTS}: {exc}")) from exc
+    if as_json:
+        ids = [r["call_id"] for r in done.closed]
+        print(json.dumps({"closed": len(ids), "call_ids": ids, "still_running": done.still_running}), flush=True)
+        return
+    note = f" ({done.still_running} left open: their run is still going)" if done.still_running else ""
+    print(f"closed {len(done.closed)} open calls as info/recovered{note}", flush=True)
+
+
 steering_app = typer.Typer(no_args_is_help=True, help="The GSLB steering service.")
 app.add_typer(steering_app, name="steering")
 

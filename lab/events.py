@@ -3,7 +3,7 @@
 Every writer (host CLI, agents, caller) appends to the same file under the bind-mounted `var/`.
 Each event is one `write()` on an O_APPEND descriptor, so lines from several processes never
 interleave, and is flushed to disk before `append` returns: a crashed drill leaves an honest
-partial record.
+partial record. The schema of every kind: docs/events.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from lab.schema import SCHEMA_VERSION
+
 #: Where events go when nothing says otherwise; containers set WOBBLE_EVENTS to their mount.
 DEFAULT_PATH = Path(os.environ.get("WOBBLE_EVENTS", "var/events.jsonl"))
 
@@ -24,13 +26,14 @@ def event_path() -> Path:
 
 
 def append(kind: str, record: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
-    """Append one event of `kind`; returns the event as written (with `ts` and `kind`)."""
+    """Append one event of `kind`; returns the event as written: the envelope `ts`, `kind` and
+    `schema` (lab.schema.SCHEMA_VERSION unless the record carries its own), then the record."""
     clash = {"ts", "kind"} & set(record)
     if clash:  # the envelope is the log's own: a record silently renaming its kind would be lost
         raise ValueError(f"event record may not carry {sorted(clash)}; rename the field")
     target = path or event_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    event = {"ts": round(time.time(), 6), "kind": kind, **record}
+    event = {"ts": round(time.time(), 6), "kind": kind, "schema": SCHEMA_VERSION, **record}
     line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

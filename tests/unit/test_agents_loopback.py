@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from lab import events
-from tests.unit.loopback import free_port, loopback_env
+from tests.unit.loopback import free_port, loopback_env, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD_S = 3
@@ -158,10 +158,12 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
     env = loopback_env(tmp_path)
     reg = FakeRegistrar()
     reg.start()
+    metrics_port = free_port(socket.SOCK_STREAM)
     proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(free_port()),
-                   "--expires", "30")  # fmt: skip
+                   "--expires", "30", "--metrics-port", str(metrics_port))  # fmt: skip
     try:
         assert _wait_healthy(env) == "ok: 2/2 agents registered"
+        wait_metric(metrics_port, "wobble_agents_logged_in", 2, region="region-a")
         assert {u for u, e in reg.seen if e > 0} == {"a-001", "a-002"}
         worker = json.loads((tmp_path / "agents.json.d" / "worker-0.json").read_text())
         assert worker["agents"]["a-001"]["code"] == 200 and worker["agents"]["a-001"]["expires"] > 0
@@ -223,3 +225,43 @@ def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
     calls, alive, live, reasons, call_ids = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (calls, alive, live) == (2, 0, 0), "ended pj.Call objects not freed in the pjsua2 thread"
     assert reasons == ["caller_bye", "remote_bye"] and call_ids == ["gc-test", "gc-test"]
+
+
+REMOVE_SCRIPT = r"""
+import asyncio, json, os
+from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
+
+async def main() -> None:
+    ua = UserAgent(UaOptions(bind_addr="127.0.0.1", log_level=0))
+    addr = await ua.start()
+    await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
+                                     ring_delay=0.05, make_default=True))
+    await ua.add_account(AccountSpec(name="caller", id_uri="sip:rm-test@127.0.0.1"))
+    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "rm-test"})
+    await asyncio.sleep(0.5)
+    busy = await ua.remove_account("caller")  # its call is up: not yet
+    await ua.hangup(h, "caller_bye")
+    ended = 0
+    while ended < 2:
+        ev = await asyncio.wait_for(ua.events.get(), 5)
+        ended += isinstance(ev, CallEnded)
+    gone = await ua.remove_account("caller")
+    again = await ua.remove_account("caller")  # already gone: nothing to do
+    try:
+        await ua.make_call("caller", f"sip:a-001@{addr}")
+        usable = True
+    except KeyError:
+        usable = False
+    print(json.dumps([busy, gone, again, usable]), flush=True)
+    await ua.stop(2)
+
+asyncio.run(main())
+os._exit(0)
+"""
+
+
+def test_remove_account_waits_for_its_calls() -> None:
+    proc = subprocess.run([sys.executable, "-c", REMOVE_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True, True, False]

@@ -26,7 +26,7 @@ from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
 from lab import events
 from lab.deps import crm
-from tests.unit.loopback import free_port, loopback_env
+from tests.unit.loopback import free_port, loopback_env, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -314,8 +314,11 @@ def service(tmp_path: Path) -> Iterator[Starter]:
         _terminate(proc)
 
 
-def _call_through_agent(tmp_path: Path, env: dict[str, str], *extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One agent (direct mode) with `extra` flags, one 2 s call; returns (caller result, agent_call event)."""
+def _call_through_agent(
+    tmp_path: Path, env: dict[str, str], *extra: str, check: Callable[[], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One agent (direct mode) with `extra` flags, one 2 s call; returns (caller result, agent_call
+    event). `check` runs after the call, while the agent still runs."""
     port = free_port(socket.SOCK_DGRAM)
     rtp_base = random.randrange(40000, 59000, 100)
     cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a", "--count", "1",
@@ -342,6 +345,8 @@ def _call_through_agent(tmp_path: Path, env: dict[str, str], *extra: str) -> tup
                      if e.get("kind") == "agent_call" and e.get("call_id") == call_id]  # fmt: skip
             time.sleep(0.1)
         assert found, f"no agent_call event\n{_log(tmp_path)}"
+        if check is not None:
+            check()
         return rec, found[0]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -365,7 +370,17 @@ def test_loopback_login_then_ok_pop(tmp_path: Path, service: Starter) -> None:
     service("idp", {**env, "PORT": str(idp_port), "IDP_SECRET": "s3cret"})
     service("crm", {**env, "PORT": str(crm_port)})
     urls = ["--idp-url", f"http://127.0.0.1:{idp_port}", "--crm-url", f"http://127.0.0.1:{crm_port}"]
-    rec, ev = _call_through_agent(tmp_path, {**env, "IDP_SECRET": "s3cret"}, *urls)
+    metrics_port = free_port(socket.SOCK_STREAM)
+
+    def metrics_counted_it() -> None:  # the supervisor's Prometheus endpoint (agents.metrics)
+        labels = {"region": "region-a"}
+        wait_metric(metrics_port, "wobble_agent_screen_pops_total", 1, result="ok", **labels)
+        wait_metric(metrics_port, "wobble_agent_calls_answered_total", 1, **labels)
+        wait_metric(metrics_port, "wobble_agent_logins_total", 1, result="ok", **labels)
+        wait_metric(metrics_port, "wobble_agents_logged_in", 1, **labels)  # direct mode: up = in service
+
+    rec, ev = _call_through_agent(tmp_path, {**env, "IDP_SECRET": "s3cret"}, *urls,
+                                  "--metrics-port", str(metrics_port), check=metrics_counted_it)  # fmt: skip
     assert rec["final_code"] == 200 and ev["screen_pop"] == "ok" and ev["screen_pop_ms"] < 500
     logins = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
     assert logins and logins[0]["agent"] == "a-001" and logins[0]["ok"] is True and logins[0]["region"] == "region-a"

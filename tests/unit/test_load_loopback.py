@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ import pytest
 
 pytest.importorskip("pjsua2")
 
-from lab import events
+from lab import events, history, schema
+from tests.unit.loopback import free_port, metric
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_SIP = 25070
@@ -49,6 +51,14 @@ def _wait_healthy(env: dict[str, str], log: Path, timeout: float = 10.0) -> None
 
 def test_load_on_loopback(tmp_path: Path) -> None:
     env = _env(tmp_path)
+    # An earlier run that was killed (its lock file left, unlocked) with one call in flight: this
+    # run closes that call as info/recovered before it starts.
+    log = Path(env["WOBBLE_EVENTS"])
+    dead = schema.invoke_record("deadrun", "ldead00000001", 1.0, "sip:x@h", "target", 0, 2.0)
+    events.append("load_invoke", dead, log)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "deadrun.lock").touch()
+    metrics_port = free_port(socket.SOCK_STREAM)
     agent_log = tmp_path / "agents.log"
     with agent_log.open("ab") as fh:
         agents = subprocess.Popen(
@@ -66,10 +76,23 @@ def test_load_on_loopback(tmp_path: Path) -> None:
             targets += ["--target", f"sip:a-{n + 1:03d}@127.0.0.1:{AGENT_SIP + n // 4}"]
         cmd = [sys.executable, "-m", "agents.load", *targets, "--cps", "2", "--duration", "6", "--hold-mean", "2",
                "--hold-dist", "fixed", "--max-concurrent", "8", "--seed", "1", "--sip-port-base", str(LOAD_SIP),
-               "--rtp-base", str(LOAD_RTP), "--bind", "127.0.0.1", "--run-id", "looptest", "--json"]  # fmt: skip
+               "--rtp-base", str(LOAD_RTP), "--bind", "127.0.0.1", "--run-id", "looptest", "--json",
+               "--metrics-port", str(metrics_port)]  # fmt: skip
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        elapsed = time.monotonic() - t0
+        with (tmp_path / "load.log").open("w+") as err:
+            load = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+            # while it runs: its metrics count the attempts, and it holds its run lock
+            deadline = time.monotonic() + 10
+            attempts = None
+            while not attempts and time.monotonic() < deadline and load.poll() is None:
+                time.sleep(0.2)
+                attempts = metric(metrics_port, "wobble_call_attempts_total", region="unknown", chosen_by="target")
+            assert attempts is not None and attempts >= 1, "no attempts on /metrics while the run went on"
+            assert history.live_runs(log) == {"looptest"}
+            out, _ = load.communicate(timeout=60)
+            elapsed = time.monotonic() - t0
+            err.seek(0)
+            proc = subprocess.CompletedProcess(cmd, load.returncode, out, err.read())
     finally:
         agents.send_signal(signal.SIGTERM)
         try:
@@ -87,6 +110,10 @@ def test_load_on_loopback(tmp_path: Path) -> None:
     assert summary["setup_ms_p50"] < 1000 and summary["mos_p5"] >= 4.0
     assert 2 <= summary["max_concurrent_seen"] <= 8
     assert elapsed < 25
+    assert summary["recovered"] == 1 and not (tmp_path / "runs" / "looptest.lock").exists()
+    recovered = [e for e in events.read(log) if e.get("kind") == "load_info" and e.get("call_id") == "ldead00000001"]
+    assert len(recovered) == 1 and recovered[0]["end_reason"] == "recovered"
+    assert recovered[0]["recovered_by"] == "load:looptest" and recovered[0]["run_id"] == "deadrun"
 
     evs = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("run_id") == "looptest"]
     invokes = [e for e in evs if e["kind"] == "load_invoke"]
