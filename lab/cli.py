@@ -11,6 +11,7 @@ import typer
 
 from lab import lifecycle
 from lab.call import place_call
+from lab.cli_fault import fault_app
 from lab.errors import BadInput, HealthTimeout, WobbleError
 from lab.steering import client as steering_client
 
@@ -122,6 +123,8 @@ def load(
         print(", ".join(f"{k}={summary.get(k)}" for k in keys), file=sys.stderr)
     print(json.dumps(summary), flush=True)
 
+
+app.add_typer(fault_app, name="fault")
 
 events_app = typer.Typer(no_args_is_help=True, help="The lab's event log (var/events.jsonl).")
 app.add_typer(events_app, name="events")

@@ -20,7 +20,7 @@ IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx
 READY = ("healthy", "running")
 SERVICES = (
     "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
-    "steering", "config-api", "idp", "crm",
+    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos",
 )  # fmt: skip
 
 
@@ -142,6 +142,19 @@ def up(timeout_s: float = 240.0) -> float:
     return time.monotonic() - started
 
 
+def stop_wardens() -> int:
+    """Stop every chaos warden (each reverts its fault on SIGTERM) before the lab goes away."""
+    found = dockerctl.client().containers.list(all=True, filters={"label": ["wobble.chaos.fault"]})
+    for c in found:
+        try:
+            c.stop(timeout=5)
+            c.remove(force=True)
+        except Exception as exc:  # already gone: nothing to revert
+            log.debug("warden %s: %s", c.name, exc)
+    return len(found)
+
+
 def down() -> None:
     dockerctl.client()
+    stop_wardens()
     compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False, capture=True)

@@ -72,6 +72,8 @@ class Topology(BaseModel):
     steering_ip: str = "10.77.0.5"
     steering_http_port: int = 8080
     config_api_ip: str = "10.77.9.6"
+    chaos_url: str = "http://10.77.9.7:8070"
+    toxiproxy_ips: dict[str, str] = {"region-a": "10.77.1.60", "region-b": "10.77.2.60", "backbone": "10.77.9.60"}
     resolver_ips: dict[str, str] = {
         "carrier": "10.77.0.2",
         "region-a": "10.77.1.2",

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from lab.steering.dnsfault import parse_fault
+
 if TYPE_CHECKING:
     from lab.steering.service import Steering
 
@@ -130,6 +132,23 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
+async def dns_chaos(request: web.Request) -> web.Response:
+    """The chaos warden's DNS fault switch (leased: lapses `ttl_s` after the last POST)."""
+    if not authorized(request):
+        return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
+    steering = request.app[STEERING]
+    if request.method == "DELETE":
+        steering.dns_chaos.clear()
+        return web.json_response({"fault": None})
+    try:
+        fault = parse_fault(await _body(request), time.time())
+    except ValueError as exc:
+        return _json_error(400, str(exc))
+    steering.dns_chaos.set(fault, steering.dns_view())
+    return web.json_response({"fault": {"id": fault.id, "mode": fault.mode, "pct": fault.pct, "ms": fault.ms,
+                                        "expires_at": fault.expires_at}})  # fmt: skip
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
@@ -144,6 +163,8 @@ def make_app(steering: Steering, token: str) -> web.Application:
     app.router.add_post("/v1/mode", mode)
     app.router.add_post("/v1/probes", probes)
     app.router.add_post("/v1/evidence", evidence)
+    app.router.add_post("/v1/chaos/dns", dns_chaos)
+    app.router.add_delete("/v1/chaos/dns", dns_chaos)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -182,6 +203,12 @@ OPENAPI: dict[str, Any] = {
                                 "responses": {"200": {"description": "accepted"}}}},
         "/v1/evidence": {"post": {"summary": "Outcome of a real call through a region",
                                   "responses": {"200": {"description": "accepted"}}}},
+        "/v1/chaos/dns": {"post": {"summary": "Chaos: set the DNS fault (slow, servfail, drop, stale); lapses after "
+                                              "ttl_s unless renewed", "security": _TOKEN_SEC,
+                                   "responses": {"200": {"description": "set"}, "400": {"description": "bad body"},
+                                                 "401": {"description": "missing or wrong token"}}},
+                          "delete": {"summary": "Chaos: clear the DNS fault", "security": _TOKEN_SEC,
+                                     "responses": {"200": {"description": "cleared"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
     },
 }  # fmt: skip

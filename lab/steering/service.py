@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 
 from lab import events
-from lab.resolver.server import DnsProtocol
 from lab.steering import config as configmod
 from lab.steering.dns import Target, answer
+from lab.steering.dnsfault import DnsChaos, FaultyDnsProtocol
 from lab.steering.metrics import SteeringMetrics
 from lab.steering.policy import CallEvidence, Decision, Policy, PolicyConfig, ProbeResult
 from lab.steering.sipprobe import OptionsProber
@@ -46,6 +46,7 @@ class Steering:
         self.metrics = SteeringMetrics()
         self.policy = Policy(policy_config(cfg), [r.name for r in cfg.regions], mode=cfg.mode, t=time.time())
         self.prober = OptionsProber()
+        self.dns_chaos = DnsChaos()
         self.pbx: dict[str, dict[str, Any]] = {}
         self.rng = random.Random()
         self.started = time.time()
@@ -184,7 +185,7 @@ async def serve(steering: Steering, http_port: int, dns_port: int, token: str) -
     loop = asyncio.get_running_loop()
     await steering.prober.start()
     dns_transport, _ = await loop.create_datagram_endpoint(
-        lambda: DnsProtocol(lambda q: answer(q, *steering.dns_view())),
+        lambda: FaultyDnsProtocol(lambda q, view: answer(q, *view), steering.dns_view, steering.dns_chaos),
         local_addr=("0.0.0.0", dns_port),
         family=socket.AF_INET,
     )

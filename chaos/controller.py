@@ -1,0 +1,254 @@
+"""The chaos controller: validates fault requests, starts a warden per fault, renews leases.
+
+It holds no rule itself. A fault is live only while its lease file is renewed (every
+`renew_s`, valid for `ttl_s`); the warden reverts on its own when renewals stop, so the
+controller dying (kill -9) costs at most the TTL. At start it reconciles what an earlier
+controller left: leftover wardens are told to stop (they revert) and their targets are cleaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos import lease, wardens
+from chaos.catalog import FAMILIES, Fault, FaultRequest, ensure_fault_is_valid
+from lab import events
+
+log = logging.getLogger("wobble.chaos")
+
+#: Backends of the families that do not depend on the kernel.
+FIXED_BACKENDS = {"toxiproxy": "toxiproxy-api", "docker": "docker", "dns": "steering-dns", "sip": "kamailio-htable"}
+
+
+def _event(kind: str, record: dict[str, Any]) -> None:
+    """Append a fault event; the fault's own kind is `fault` (the log's envelope owns `kind`)."""
+    rec = {("fault" if k == "kind" else k): v for k, v in record.items()}
+    events.append(kind, rec)
+
+
+class TargetNotRunning(LookupError):
+    """The fault's target service has no running container."""
+
+
+@dataclass
+class Active:
+    id: str
+    fault: Fault
+    backend: str
+    started_at: float
+    started_mono: float
+    ends_at: float
+    warden: Any = field(repr=False)
+    ending: bool = False
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "id": self.id, "kind": self.fault.kind, "family": self.fault.family, "target": self.fault.target,
+            "services": list(self.fault.services), "params": self.fault.params, "backend": self.backend,
+            "started_at": round(self.started_at, 3), "ends_at": round(self.ends_at, 3),
+            "remaining_s": round(max(0.0, self.ends_at - now), 1),
+        }  # fmt: skip
+
+
+class Controller:
+    def __init__(
+        self,
+        docker_client: Any,
+        project: str = "wobble",
+        ttl_s: float = 3.0,
+        renew_s: float = 1.0,
+        lease_dir: Path = Path(wardens.LEASE_DIR),
+        host_var: str | None = None,
+    ) -> None:
+        self.docker = docker_client
+        self.project = project
+        self.ttl_s = ttl_s
+        self.renew_s = renew_s
+        self.lease_dir = lease_dir
+        self.host_var = host_var or self._own_var_mount()
+        self.faults: dict[str, Active] = {}
+        self.backends: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+
+    # ---- discovery ---------------------------------------------------------------------------
+
+    def _own_var_mount(self) -> str:
+        """The host path of our var/ mount: wardens are siblings and need the host's path."""
+        if os.environ.get("WOBBLE_HOST_VAR"):
+            return os.environ["WOBBLE_HOST_VAR"]
+        me = self.docker.containers.get(socket.gethostname())
+        for m in me.attrs.get("Mounts", []):
+            if m.get("Destination") == wardens.VAR_IN_CONTAINER:
+                return str(m["Source"])
+        raise RuntimeError(f"the controller has no {wardens.VAR_IN_CONTAINER} mount; start it from compose.yaml")
+
+    def services(self) -> list[str]:
+        found = self.docker.containers.list(all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+        return sorted({c.labels.get("com.docker.compose.service", "") for c in found} - {""})
+
+    def container(self, service: str, running: bool = True) -> Any:
+        filters: dict[str, Any] = {
+            "label": [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
+        }
+        if running:
+            filters["status"] = "running"
+        found = self.docker.containers.list(all=not running, filters=filters)
+        if not found:
+            raise TargetNotRunning(f"service {service} has no running container; start it (`make up`) and retry")
+        return found[0]
+
+    def probe_backends(self) -> dict[str, str]:
+        """Which backend serves each kind here: the kernel is probed from inside a lab namespace."""
+        backends = {kind: FIXED_BACKENDS[fam] for kind, fam in FAMILIES.items() if fam != "net"}
+        anchor = self.container("dns")
+        out = self.docker.containers.run(
+            wardens.IMAGE, ["python", "-m", "chaos.net.warden", "probe", "--json"], remove=True,
+            network_mode=f"container:{anchor.id}", cap_add=["NET_ADMIN"], labels={"wobble.chaos.probe": "1"},
+        )  # fmt: skip
+        net = json.loads(out.decode().strip().splitlines()[-1])
+        backends.update({k: str(v) for k, v in net.items() if k in FAMILIES})
+        return backends
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.lease_dir.mkdir(parents=True, exist_ok=True)
+        await self.reconcile()
+        self.backends = await asyncio.to_thread(self.probe_backends)
+        log.info("backends: %s", self.backends)
+
+    async def reconcile(self) -> list[str]:
+        """Stop every warden an earlier controller left (each reverts its fault) and drop stale leases."""
+        found = await asyncio.to_thread(wardens.leftovers, self.docker, self.project)
+        cleaned: list[str] = []
+        for c in found:
+            fid = c.labels.get(wardens.LABEL, "?")
+            await asyncio.to_thread(self._stop_warden, c, fid)
+            cleaned.append(fid)
+            _event("fault_reconciled", {"id": fid, "kind": c.labels.get("wobble.chaos.kind"),
+                                                "target": c.labels.get("wobble.chaos.target"),
+                                                "mono": time.monotonic()})  # fmt: skip
+        for fid in lease.list_leases(self.lease_dir):
+            lease.remove_lease(self.lease_dir, fid)
+        return cleaned
+
+    def _stop_warden(self, container: Any, fault_id: str) -> int | None:
+        """Withdraw the lease, let the warden revert and exit; force it if it does not."""
+        lease.remove_lease(self.lease_dir, fault_id)
+        if not wardens.wait_exit(container, timeout_s=5.0):
+            with contextlib.suppress(Exception):  # already gone
+                container.stop(timeout=5)  # SIGTERM: the warden reverts on it too
+        code: int | None = None
+        try:
+            container.reload()
+            code = container.attrs.get("State", {}).get("ExitCode")
+        except Exception:
+            pass
+        wardens.remove(container)
+        return code
+
+    async def renew_forever(self) -> None:
+        while True:
+            now = time.time()
+            for a in list(self.faults.values()):
+                if a.ending:
+                    continue
+                if now >= a.ends_at:
+                    a.ending = True
+                    task = asyncio.create_task(self._finish(a, "ended"))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                else:
+                    lease.write_lease(self.lease_dir, a.id, expires_at=now + self.ttl_s, ends_at=a.ends_at)
+            await asyncio.sleep(self.renew_s)
+
+    async def _finish(self, a: Active, reason: str) -> dict[str, Any]:
+        code = await asyncio.to_thread(self._stop_warden, a.warden, a.id)
+        self.faults.pop(a.id, None)
+        record = {**a.to_dict(), "reason": reason, "warden_exit": code, "mono": time.monotonic()}
+        _event("fault_end", record)
+        return record
+
+    # ---- operations --------------------------------------------------------------------------
+
+    def validate(self, req: FaultRequest) -> Fault:
+        return ensure_fault_is_valid(req, self.services(), self.backends)
+
+    async def add(self, req: FaultRequest) -> Active:
+        fault = await asyncio.to_thread(self.validate, req)
+        async with self._lock:
+            return await asyncio.to_thread(self._apply, fault)
+
+    def _anchor(self, fault: Fault) -> Any:
+        for s in fault.services:  # every service a fault acts on must be there to act on
+            self.container(s, running=fault.kind not in ("stop", "kill"))
+        if fault.family == "net":
+            return self.container(fault.target)
+        if fault.family == "toxiproxy":
+            return self.container("toxiproxy")
+        if fault.family == "dns":
+            return self.container("steering")
+        return None
+
+    def _apply(self, fault: Fault) -> Active:
+        anchor = self._anchor(fault)
+        fid = secrets.token_hex(4)
+        now = time.time()
+        ends_at = now + fault.duration_s
+        lease.write_lease(self.lease_dir, fid, expires_at=now + self.ttl_s, ends_at=ends_at)
+        backend = self.backends.get(fault.kind, FIXED_BACKENDS.get(fault.family, fault.family))
+        base = {"id": fid, "kind": fault.kind, "target": fault.target, "params": fault.params, "backend": backend,
+                "services": list(fault.services), "duration_s": fault.duration_s}  # fmt: skip
+        _event("fault_invoke", {**base, "mono": time.monotonic()})
+        opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project)
+        container = self.docker.containers.run(wardens.IMAGE, wardens.command(fault, fid), **opts)
+        try:
+            # Renew while waiting: a slow start must not see its own lease expire.
+            deadline = time.monotonic() + 30.0
+            while True:
+                lease.write_lease(self.lease_dir, fid, expires_at=time.time() + self.ttl_s, ends_at=ends_at)
+                try:
+                    wardens.wait_live(container, fid, timeout_s=min(1.0, max(0.1, deadline - time.monotonic())))
+                    break
+                except wardens.ApplyFailed as exc:
+                    if "not live after" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+        except wardens.ApplyFailed as exc:
+            self._stop_warden(container, fid)
+            _event("fault_fail", {**base, "error": str(exc), "mono": time.monotonic()})
+            raise
+        a = Active(fid, fault, backend, time.time(), time.monotonic(), ends_at, container)
+        self.faults[fid] = a
+        _event("fault_apply", {**a.to_dict(), "mono": a.started_mono})
+        return a
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [a.to_dict(now) for a in self.faults.values() if not a.ending]
+
+    async def remove(self, fault_id: str) -> dict[str, Any] | None:
+        a = self.faults.get(fault_id)
+        if a is None or a.ending:
+            return None
+        a.ending = True
+        return await self._finish(a, "cleared")
+
+    async def clear(self) -> list[dict[str, Any]]:
+        todo = [a for a in self.faults.values() if not a.ending]
+        for a in todo:
+            a.ending = True
+        done = await asyncio.gather(*(self._finish(a, "cleared") for a in todo))
+        await self.reconcile()  # and anything not in our list (an earlier controller's)
+        return list(done)

@@ -1,0 +1,102 @@
+"""Leases: how a controller keeps a fault alive and how its warden knows when to revert.
+
+One small JSON file per fault in a directory both sides mount. The controller rewrites it every
+second with `expires_at = now + ttl`; `ends_at` is when the fault's `--for` runs out. The warden
+polls it and reverts when it is expired, ended or missing: a dead controller leaves nothing behind
+for longer than the TTL. Times are wall-clock epoch seconds (every container shares the host's
+clock). Writes are atomic (temporary file, fsync, rename, fsync of the directory), so a reader
+never sees half a lease; an unreadable lease reads as missing, which also reverts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+LeaseState = Literal["live", "expired", "ended", "missing"]
+SUFFIX = ".lease"
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Lease:
+    fault_id: str
+    expires_at: float
+    ends_at: float
+
+
+def _check_id(fault_id: str) -> None:
+    if not _ID.match(fault_id):
+        raise ValueError(f"fault id {fault_id!r} must be 1-64 letters, digits, '-' or '_' (it names a file)")
+
+
+def lease_path(lease_dir: str | os.PathLike[str], fault_id: str) -> Path:
+    _check_id(fault_id)
+    return Path(lease_dir) / f"{fault_id}{SUFFIX}"
+
+
+def write_lease(lease_dir: str | os.PathLike[str], fault_id: str, expires_at: float, ends_at: float) -> None:
+    """Create or renew a fault's lease atomically."""
+    path = lease_path(lease_dir, fault_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"id": fault_id, "expires_at": float(expires_at), "ends_at": float(ends_at)}).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_lease(lease_dir: str | os.PathLike[str], fault_id: str) -> Lease | None:
+    """The lease, or None when it is missing or unreadable (both mean: revert)."""
+    try:
+        raw = json.loads(lease_path(lease_dir, fault_id).read_bytes())
+        return Lease(fault_id=fault_id, expires_at=float(raw["expires_at"]), ends_at=float(raw["ends_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def lease_state(lease: Lease | None, now: float) -> LeaseState:
+    """`ended` (the fault's time is up) wins over `expired` (renewals stopped)."""
+    if lease is None:
+        return "missing"
+    if now >= lease.ends_at:
+        return "ended"
+    if now >= lease.expires_at:
+        return "expired"
+    return "live"
+
+
+def remove_lease(lease_dir: str | os.PathLike[str], fault_id: str) -> None:
+    """Withdraw a lease (its warden reverts at its next poll); missing is fine."""
+    path = lease_path(lease_dir, fault_id)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _fsync_dir(path.parent)
+
+
+def list_leases(lease_dir: str | os.PathLike[str]) -> list[str]:
+    """The fault ids that have a lease file, sorted."""
+    try:
+        names = os.listdir(lease_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n[: -len(SUFFIX)] for n in names if n.endswith(SUFFIX) and not n.startswith("."))

@@ -1,0 +1,1 @@
+"""Network impairments inside one network namespace: spec, rules, probe, delay line, warden."""
