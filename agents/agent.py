@@ -9,7 +9,9 @@ serves agents [N*per .. N*per+per) on SIP port `--sip-port + N`; agent number g 
 workers) gets RTP ports [rtp-base + g*rtp-span, +rtp-span).
 
 Each agent: idUri sip:<prefix>-NNN@<proxy host>, registrar sip:<proxy> (the SBC forwards the
-REGISTER to the PBX, adding Path), re-registers by itself (retry every 5 s after a failure).
+REGISTER to the PBX, adding Path), re-registers by itself (retry every 5 s after a failure). Its SDP
+advertises the local address towards the proxy (unless --public-addr/--bind say otherwise), so an
+agent on several region networks is reachable on the one it registered through.
 Incoming INVITE: 180 at once, 200 after --ring-delay, a --tone Hz tone; a second INVITE to a busy
 agent gets 486. When a call ends one event is appended to the lab event log:
     agent_call {call_id, agent, agent_region, rx_packets, tx_packets, rx_lost, loss_pct, jitter_ms,
@@ -33,10 +35,32 @@ Supporting tier (optional; without these flags nothing below happens):
 Every agent_call event carries screen_pop (ok | late | fallback | none: no CRM configured or the
 call was never answered), screen_pop_ms and screen_pop_error.
 
+Re-homing (optional; without --fallback-proxy the agents never leave home):
+--fallback-proxy 10.77.2.11 --fallback-region region-b [--home-pbx 10.77.1.31]
+[--rehome-after 10] [--return-after S (default: --rehome-after)]
+  The supervisor sends a SIP OPTIONS every second to the home SBC (--proxy), the home PBX
+  (--home-pbx, if given) and the fallback SBC (lab.steering.sipprobe, 0.5 s timeout), and counts
+  the REGISTER results of the accounts registered at home (worker status files, every 2 s). The
+  state machine agents.rehome decides: home BAD (a probe failing, or every home registration
+  failing) for --rehome-after s -> the fallback (never to a fallback whose probe fails); home GOOD
+  (every home probe answering) for --return-after s -> home; a decision waits at least its
+  threshold after the previous one. On a decision the supervisor rewrites the control file
+  (agents.status: P.d/control.json {proxy, region, placement, seq}) and appends
+      agent_rehome {region, to_region, from_region, proxy, placement, rule, reason, streak_s,
+                    evidence, agents, rehome_after_s, return_after_s, seq}
+  Workers check the control file every second (and read it at start: a restarted worker registers
+  where the fleet is) and move every account through the new proxy with pjsua2 Account.modify()
+  (UserAgent.rehome_account: the old registration is dropped best effort, a REGISTER goes to the new
+  registrar; same Account object). An account in a call keeps its call and moves when it ends.
+  Worker status entries carry `proxy` and `proxy_region` (where each account registers); the health
+  check counts a re-homed registered agent as in service.
+
 Metrics (agents.metrics): the supervisor serves Prometheus on --metrics-port (default 9101, 0: off):
 wobble_agents_logged_in{region}, wobble_agent_logins_total{region,result},
-wobble_agent_calls_answered_total{region}, wobble_agent_screen_pops_total{region,result}. Workers
-count in their status file (`counters`); the supervisor reads those files every 2 s.
+wobble_agent_calls_answered_total{region}, wobble_agent_screen_pops_total{region,result},
+wobble_agents_rehomed{region,to_region} (in service through another region's SBC),
+wobble_agent_rehomes_total{region,to_region} (decisions). Workers count in their status file
+(`counters`); the supervisor reads those files every 2 s.
 
 Status: see agents.status (WOBBLE_AGENT_STATUS). SIGTERM: workers hang up, unregister (best
 effort), libDestroy, os._exit; the supervisor forwards SIGTERM and kills stragglers after 5 s.
@@ -47,10 +71,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,12 +84,26 @@ from typing import TYPE_CHECKING, Any
 
 from agents.metrics import AGENT_PORT, AgentMetrics, WorkerCounters, serve
 from agents.model import TOKEN_RE, parse_valid_args, strip_port, uri_user
-from agents.status import read_json, status_path, worker_path, write_json_atomic
+from agents.rehome import FALLBACK, FALLBACK_PROBE, HOME, PBX, SBC, Decision, RehomePolicy
+from agents.status import (
+    ControlReader,
+    control_path,
+    read_json,
+    registrations_via,
+    status_path,
+    worker_path,
+    write_control,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from agents.screenpop import PopResult
 
 log = logging.getLogger("agents.agent")
+#: How often a worker checks the supervisor's control file, and the supervisor probes home, s.
+CONTROL_POLL_S = 1.0
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 0.5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +130,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crm-url", default="", help="CRM base URL; answered calls get a screen pop")
     p.add_argument("--pop-deadline-ms", type=float, default=500.0, help="a screen pop later than this is 'late'")
     p.add_argument("--metrics-port", type=int, default=AGENT_PORT, help="Prometheus /metrics port (0: off)")
+    p.add_argument("--fallback-proxy", default="", help="the other region's SBC host[:port]; empty: never re-home")
+    p.add_argument("--fallback-region", default="", help="the fallback proxy's region name, e.g. region-b")
+    p.add_argument("--home-pbx", default="", help="home PBX host[:port], probed with OPTIONS too (optional)")
+    p.add_argument("--rehome-after", type=float, default=10.0, help="re-home after home is down this long, s")
+    p.add_argument("--return-after", type=float, default=None, help="return after home is up this long, s "
+                   "(default: --rehome-after)")  # fmt: skip
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return parse_valid_args(p, argv, validate_args)
 
@@ -108,8 +154,19 @@ def validate_args(args: argparse.Namespace) -> list[str]:
         problems.append("--rtp-span must be an even number >= 2")
     if args.ring_delay < 0 or args.media_timeout < 0:
         problems.append("--ring-delay and --media-timeout must be >= 0")
-    if not args.proxy or "/" in args.proxy or args.proxy.startswith("sip:"):
+    if not _hostport_ok(args.proxy):
         problems.append("--proxy must be host[:port]")
+    if args.fallback_proxy or args.fallback_region:
+        if not _hostport_ok(args.fallback_proxy) or args.fallback_proxy == args.proxy:
+            problems.append("--fallback-proxy must be host[:port], not --proxy")
+        if not TOKEN_RE.match(str(args.fallback_region)) or args.fallback_region == args.region:
+            problems.append("--fallback-region must name the other region (with --fallback-proxy)")
+        if args.no_register:
+            problems.append("--fallback-proxy needs registration (not --no-register)")
+    if args.home_pbx and not _hostport_ok(args.home_pbx):
+        problems.append("--home-pbx must be host[:port]")
+    if not args.rehome_after > 0 or (args.return_after is not None and not args.return_after > 0):
+        problems.append("--rehome-after and --return-after must be > 0")
     for flag, url in (("--idp-url", args.idp_url), ("--crm-url", args.crm_url)):
         if url and not url.startswith(("http://", "https://")):
             problems.append(f"{flag} must be an http:// or https:// URL")
@@ -130,6 +187,32 @@ def validate_args(args: argparse.Namespace) -> list[str]:
         if args.worker is not None and not 0 <= args.worker < nworkers:
             problems.append("--worker out of range")
     return problems
+
+
+def _hostport_ok(value: str) -> bool:
+    return bool(value) and "/" not in value and not value.startswith("sip:") and not any(c.isspace() for c in value)
+
+
+def hostport(value: str, default_port: int = 5060) -> tuple[str, int]:
+    """'10.77.1.11' -> ('10.77.1.11', 5060); '127.0.0.1:5099' -> ('127.0.0.1', 5099)."""
+    host = strip_port(value)
+    rest = value[len(host) + 1 :] if value != host else ""
+    return host.strip("[]"), int(rest) if rest.isdigit() else default_port
+
+
+def route_source_ip(host: str) -> str:
+    """The local address the kernel sends from towards `host` (an IP literal; '' otherwise or when
+    there is no route). A connect() on a UDP socket: no packet is sent."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return ""
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, 5060))
+            return str(s.getsockname()[0])
+        except OSError:
+            return ""
 
 
 def worker_count(count: int, per_process: int) -> int:
@@ -170,14 +253,18 @@ def answer_headers(name: str, region: str, direct: bool) -> tuple[tuple[str, str
     return tuple(out)
 
 
-def agent_event(outcome: Any, region: str, worker: int, pop: PopResult | None = None) -> dict[str, Any]:
+def agent_event(
+    outcome: Any, region: str, worker: int, pop: PopResult | None = None, registered_region: str | None = None
+) -> dict[str, Any]:
     """The `agent_call` event record for one ended incoming call (a CallOutcome) and its screen
-    pop (None: no CRM configured or no pop fetched, i.e. the call was never answered)."""
+    pop (None: no CRM configured or no pop fetched, i.e. the call was never answered).
+    `registered_region`: the region whose SBC the agent was registered through (None: not known)."""
     s = outcome.stats
     return {
         "call_id": outcome.lab_call_id,
         "agent": outcome.account,
         "agent_region": region,
+        "registered_region": registered_region,
         "rx_packets": s.rx_packets,
         "tx_packets": s.tx_packets,
         "rx_lost": s.rx_lost,
@@ -212,7 +299,16 @@ async def run_worker(args: argparse.Namespace) -> None:
 
     from agents.login import LoginResult, keep_logged_in, login_until_ok
     from agents.screenpop import FALLBACK, PopResult, ScreenPop
-    from agents.ua import AccountSpec, CallAnswered, CallEnded, IncomingCall, RegState, UaOptions, UserAgent
+    from agents.ua import (
+        AccountSpec,
+        CallAnswered,
+        CallEnded,
+        IncomingCall,
+        RegState,
+        Rehomed,
+        UaOptions,
+        UserAgent,
+    )
     from lab import events
 
     index: int = args.worker
@@ -220,7 +316,10 @@ async def run_worker(args: argparse.Namespace) -> None:
     main_status = status_path()
     wpath = worker_path(main_status, index)
     parent = os.getppid()
-    proxy_host = strip_port(args.proxy)
+    # Where accounts should register (the supervisor's control file; home until it says otherwise),
+    # and the region of every proxy seen, for the status file.
+    control = ControlReader(control_path(main_status), {"proxy": args.proxy, "region": args.region})
+    proxy_regions = control.regions
     ua = UserAgent(
         UaOptions(
             sip_port=mine["sip_port"],
@@ -237,12 +336,19 @@ async def run_worker(args: argparse.Namespace) -> None:
     agents: dict[str, dict[str, Any]] = {}
     counters = WorkerCounters()  # read by the supervisor for its metrics (agents.metrics)
 
-    def account_spec(n: int, name: str) -> AccountSpec:
+    def media_addr(proxy: str) -> str:
+        """The SDP address of an account registering through `proxy`: the local address towards
+        it (agents may sit on several region networks), unless --public-addr/--bind fix one."""
+        if args.public_addr or args.bind or args.no_register:
+            return ""
+        return route_source_ip(hostport(proxy)[0])
+
+    def account_spec(n: int, name: str, proxy: str) -> AccountSpec:
         first, last = mine["rtp"][name]
         return AccountSpec(
             name=name,
-            id_uri=f"sip:{name}@{proxy_host}",
-            registrar=None if args.no_register else f"sip:{args.proxy}",
+            id_uri=f"sip:{name}@{strip_port(proxy)}",
+            registrar=None if args.no_register else f"sip:{proxy}",
             expires=args.expires,
             rtp_port=first,
             rtp_port_range=last - first + 1,
@@ -252,7 +358,23 @@ async def run_worker(args: argparse.Namespace) -> None:
             media_timeout_s=args.media_timeout,
             answer_headers=answer_headers(name, args.region, args.no_register),
             make_default=n == 0,
+            media_addr=media_addr(proxy),
         )
+
+    added: set[str] = set()  # accounts the engine holds
+
+    def registered_in(account: str) -> str | None:
+        """The region an account is registered through (direct mode: its own)."""
+        if args.no_register:
+            return str(args.region)
+        got = agents.get(account, {}).get("proxy_region")
+        return str(got) if got else None
+
+    async def add_account(n: int, name: str) -> None:
+        proxy = control.target["proxy"]
+        agents[name].update(proxy=proxy, proxy_region=proxy_regions.get(proxy, "unknown"))
+        await ua.add_account(account_spec(n, name, proxy))
+        added.add(name)
 
     bringups: set[asyncio.Task[None]] = set()
     fatal: list[BaseException] = []
@@ -270,7 +392,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         first = await login_until_ok(session, args.idp_url, name, args.idp_secret, args.region,
                                      retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
         agents[name]["reason"] = "not yet registered"
-        await ua.add_account(account_spec(n, name))
+        await add_account(n, name)
         write_status()
         await keep_logged_in(session, args.idp_url, name, args.idp_secret, args.region, first,
                              retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
@@ -282,10 +404,18 @@ async def run_worker(args: argparse.Namespace) -> None:
             fatal.append(exc)
             stop.set()
 
+    def poll_control() -> None:
+        if control.poll():
+            new = control.target
+            log.warning("worker %d: accounts move to %s (%s)", index, new["region"], new["proxy"])
+
+    if not args.no_register:
+        poll_control()  # a worker (re)started while the fleet is re-homed registers there at once
+
     for n, name in enumerate(mine["agents"]):
         agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0, "since": None}
         if not args.idp_url:
-            await ua.add_account(account_spec(n, name))
+            await add_account(n, name)
             continue
         agents[name].update(reason="not logged in", login="pending")
         task = asyncio.ensure_future(bring_up(n, name))
@@ -321,7 +451,9 @@ async def run_worker(args: argparse.Namespace) -> None:
         """The call ended before its pop finished: the event waits for the pop (bounded by the hard
         timeout), without holding up the worker's event loop."""
         await asyncio.wait({task}, timeout=pop.hard_timeout_s + 1.0)
-        await append_call(agent_event(outcome, args.region, index, settled(outcome.handle)))
+        await append_call(
+            agent_event(outcome, args.region, index, settled(outcome.handle), registered_in(outcome.account))
+        )
 
     def write_status(state: str = "running") -> None:
         write_json_atomic(
@@ -339,27 +471,76 @@ async def run_worker(args: argparse.Namespace) -> None:
                 "in_call": sorted(set(in_call.values())),
                 "calls_total": calls_total,
                 "counters": counters.as_dict(),
+                "target": dict(control.target),
                 **({"idp": args.idp_url} if args.idp_url else {}),
                 **({"screen_pop": pop.status()} if pop.configured else {}),
             },
         )
+
+    rehoming: list[asyncio.Task[None]] = []
+
+    def left_behind(ev: RegState) -> bool:
+        """A result about a registrar the account has since left (it was queued before the move)."""
+        proxy = agents.get(ev.account, {}).get("proxy")
+        return bool(ev.registrar and proxy and ev.registrar != f"sip:{proxy}")
+
+    async def rehome() -> None:
+        """Move every account not registering through the target there; one in a call keeps its
+        call and moves when it has ended (asked again then, and at every control check)."""
+        busy = set(in_call.values())
+        for name in sorted(added):
+            entry = agents[name]
+            proxy = control.target["proxy"]
+            if entry.get("proxy") == proxy:
+                entry.pop("rehome", None)
+                continue
+            if name in busy:
+                entry["rehome"] = f"after its call, to {control.target['region']}"
+                continue
+            try:
+                moved = await ua.rehome_account(name, f"sip:{proxy}", f"sip:{name}@{strip_port(proxy)}",
+                                                media_addr(proxy))  # fmt: skip
+            except Exception:
+                log.exception("worker %d: re-homing %s failed (retried)", index, name)
+                continue
+            if not moved:
+                entry["rehome"] = f"after its call, to {control.target['region']}"
+
+    def kick_rehome() -> None:
+        if args.no_register or (rehoming and not rehoming[0].done()):
+            return
+        if any(agents[name].get("proxy") != control.target["proxy"] for name in added):
+            rehoming[:] = [asyncio.ensure_future(rehome())]
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_status()
     next_write = time.monotonic() + 2.0
+    next_control = time.monotonic() + CONTROL_POLL_S
     stopper = asyncio.ensure_future(stop.wait())
     while not stop.is_set():
         getter = asyncio.ensure_future(ua.events.get())
+        wake = min(next_write, next_control)
         done, _ = await asyncio.wait(
-            {getter, stopper}, timeout=max(0.05, next_write - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            {getter, stopper}, timeout=max(0.05, wake - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
         )
         if getter not in done:
             getter.cancel()
         else:
             ev = getter.result()
-            if isinstance(ev, RegState):
+            if isinstance(ev, Rehomed):
+                entry = agents.setdefault(ev.account, {})
+                proxy = ev.registrar.removeprefix("sip:")
+                where = proxy_regions.get(proxy, "unknown")
+                if entry.get("code") == 200 and entry.get("active"):
+                    entry["since"] = ev.ts
+                entry.update(proxy=proxy, proxy_region=where, code=0, reason=f"re-registering via {where}",
+                             active=False, expires=0)  # fmt: skip
+                entry.pop("rehome", None)
+                log.info("worker %d: %s re-registers through %s (%s)", index, ev.account, proxy, where)
+                write_status()
+            elif isinstance(ev, RegState) and not left_behind(ev):
                 entry = agents.setdefault(ev.account, {})
                 was = entry.get("code") == 200 and entry.get("active")
                 entry.update(code=ev.code, reason=ev.reason, active=ev.active, expires=ev.expires)
@@ -389,7 +570,9 @@ async def run_worker(args: argparse.Namespace) -> None:
             elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
                 in_call.pop(ev.outcome.handle, None)
                 calls_total += 1
-                record = agent_event(ev.outcome, args.region, index)
+                if agents.get(ev.outcome.account, {}).get("rehome"):
+                    kick_rehome()
+                record = agent_event(ev.outcome, args.region, index, None, registered_in(ev.outcome.account))
                 log.info(
                     "worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%",
                     index,
@@ -407,7 +590,20 @@ async def run_worker(args: argparse.Namespace) -> None:
                     late_writers.add(writer)
                     writer.add_done_callback(late_writers.discard)
                 else:
-                    await append_call(agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle)))
+                    await append_call(
+                        agent_event(
+                            ev.outcome,
+                            args.region,
+                            index,
+                            settled(ev.outcome.handle),
+                            registered_in(ev.outcome.account),
+                        )
+                    )
+        if time.monotonic() >= next_control:
+            next_control = time.monotonic() + CONTROL_POLL_S
+            if not args.no_register:
+                poll_control()
+                kick_rehome()  # a move, or a retry of accounts that could not move yet
         if time.monotonic() >= next_write:
             next_write = time.monotonic() + 2.0
             if os.getppid() != parent:
@@ -420,7 +616,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         for entry in agents.values():
             entry.update(active=False, reason="stopping")
         write_status("stopping")
-    for task in list(bringups):
+    for task in [*bringups, *rehoming]:
         task.cancel()
     await ua.stop(timeout=3.0)
     # Drain the final CallEnded events (calls hung up by the shutdown) into the event log; a screen
@@ -428,7 +624,9 @@ async def run_worker(args: argparse.Namespace) -> None:
     while not ua.events.empty():
         ev = ua.events.get_nowait()
         if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
-            record = agent_event(ev.outcome, args.region, index, settled(ev.outcome.handle))
+            record = agent_event(
+                ev.outcome, args.region, index, settled(ev.outcome.handle), registered_in(ev.outcome.account)
+            )
             counters.call_ended(record)
             with contextlib.suppress(OSError):
                 events.append("agent_call", record)
@@ -463,6 +661,26 @@ def worker_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def rehome_event(args: argparse.Namespace, decision: Decision, agents: list[str], seq: int) -> dict[str, Any]:
+    """The `agent_rehome` event record of one supervisor decision."""
+    away = decision.placement == FALLBACK
+    return {
+        "region": args.region,
+        "to_region": args.fallback_region if away else args.region,
+        "from_region": args.region if away else args.fallback_region,
+        "proxy": args.fallback_proxy if away else args.proxy,
+        "placement": decision.placement,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "streak_s": decision.streak_s,
+        "evidence": decision.evidence,
+        "agents": agents,
+        "rehome_after_s": args.rehome_after,
+        "return_after_s": args.rehome_after if args.return_after is None else args.return_after,
+        "seq": seq,
+    }
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
         self.args = args
@@ -474,8 +692,25 @@ class Supervisor:
         self.next_start: dict[int, float] = {}
         self.restarts: dict[int, int] = dict.fromkeys(self.plan, 0)
         self.stopping = False
-        self.metrics = AgentMetrics(args.region)
+        self.metrics = AgentMetrics(args.region, fallback_region=args.fallback_region or None)
         self.next_scan = 0.0
+        self.workers: dict[int, dict[str, Any] | None] = {}  # latest status file of each worker
+        # Re-homing (only with --fallback-proxy): the policy, the probes feeding it, the control file.
+        self.policy: RehomePolicy | None = None
+        if args.fallback_proxy and not args.no_register:
+            self.policy = RehomePolicy(
+                args.rehome_after, args.return_after, probes=(SBC, PBX) if args.home_pbx else (SBC,)
+            )
+        # One lab.steering.sipprobe.OptionsProber (one socket) per probe source, made in the event
+        # loop: a prober fails every pending probe on an ICMP error, so targets do not share one.
+        self.probers: dict[str, Any] = {}
+        self.seq = 0
+        self.target = {"proxy": args.proxy, "region": args.region}
+        self.decisions: list[dict[str, Any]] = []
+
+    @property
+    def agents(self) -> list[str]:
+        return [a for w in self.plan.values() for a in w["agents"]]
 
     def scan(self, index: int) -> None:
         """Feed worker `index`'s status file to the metrics (cheap: a small JSON file)."""
@@ -485,7 +720,9 @@ class Supervisor:
             data = None
         proc = self.procs.get(index)
         alive = proc is not None and proc.poll() is None
-        self.metrics.observe_worker(index, data if isinstance(data, dict) else None, time.time(), alive=alive)
+        data = data if isinstance(data, dict) else None
+        self.workers[index] = data if alive else None
+        self.metrics.observe_worker(index, data, time.time(), alive=alive)
 
     def write_status(self) -> None:
         write_json_atomic(
@@ -495,14 +732,95 @@ class Supervisor:
                 "region": self.args.region,
                 "proxy": self.args.proxy,
                 "direct": bool(self.args.no_register),
-                "agents": [a for w in self.plan.values() for a in w["agents"]],
+                "agents": self.agents,
                 "workers": {
                     str(i): {**w, "pid": p.pid if (p := self.procs.get(i)) else None, "restarts": self.restarts[i]}
                     for i, w in self.plan.items()
                 },
                 "updated": time.time(),
+                **({"rehome": self.rehome_status()} if self.policy is not None else {}),
             },
         )
+
+    def rehome_status(self) -> dict[str, Any]:
+        assert self.policy is not None
+        return {
+            **self.policy.snapshot(),
+            "target": {**self.target, "seq": self.seq},
+            "home": {"proxy": self.args.proxy, "region": self.args.region, "pbx": self.args.home_pbx or None},
+            "fallback": {"proxy": self.args.fallback_proxy, "region": self.args.fallback_region},
+            "last_decisions": self.decisions[-5:],
+        }
+
+    def write_control(self, reason: str = "start") -> None:
+        placement = self.policy.placement if self.policy is not None else HOME
+        write_control(status_path(), self.target, placement, self.seq, reason)
+
+    # -- re-homing
+
+    def probe_targets(self) -> list[tuple[str, str, int]]:
+        """(policy source, host, port) probed every second."""
+        out = [(SBC, *hostport(self.args.proxy))]
+        if self.args.home_pbx:
+            out.append((PBX, *hostport(self.args.home_pbx)))
+        out.append((FALLBACK_PROBE, *hostport(self.args.fallback_proxy)))
+        return out
+
+    async def probe_once(self, now: float) -> None:
+        """One OPTIONS to each target (concurrently), fed to the policy with the time they were sent."""
+        assert self.policy is not None
+        targets = self.probe_targets()
+        replies = await asyncio.gather(
+            *(self.probers[source].probe(host, port, timeout_s=PROBE_TIMEOUT_S, resend_s=PROBE_TIMEOUT_S / 2)
+              for source, host, port in targets)
+        )  # fmt: skip
+        for (source, _, _), reply in zip(targets, replies, strict=True):
+            detail = "" if reply.ok else reply.error or f"{reply.code}"
+            decision = self.policy.observe(now, source, reply.ok, detail)
+            if decision is not None:
+                await self.apply(decision)
+
+    async def probe_loop(self) -> None:
+        while not self.stopping:
+            t0 = time.monotonic()
+            try:
+                await self.probe_once(t0)
+            except Exception:
+                log.exception("supervisor: probing failed")
+            await asyncio.sleep(max(0.05, PROBE_INTERVAL_S - (time.monotonic() - t0)))
+
+    def observe_registrations(self, now: float) -> Decision | None:
+        """REGISTER results of the accounts registering through the home proxy, from the status files."""
+        assert self.policy is not None
+        registered, failed = registrations_via(self.workers, self.args.proxy, time.time())
+        return self.policy.observe_registrations(now, registered, failed)
+
+    async def apply(self, decision: Decision) -> None:
+        """Tell the workers (control file), count it, log it as an `agent_rehome` event."""
+        away = decision.placement == FALLBACK
+        self.target = (
+            {"proxy": self.args.fallback_proxy, "region": self.args.fallback_region}
+            if away
+            else {"proxy": self.args.proxy, "region": self.args.region}
+        )
+        self.seq += 1
+        self.write_control(decision.reason)
+        self.metrics.rehome_decision(self.target["region"])
+        record = rehome_event(self.args, decision, self.agents, self.seq)
+        self.decisions.append(
+            {k: record[k] for k in ("to_region", "proxy", "rule", "reason", "seq")} | {"t": time.time()}
+        )
+        log.warning("supervisor: agents move to %s (%s): %s", self.target["region"], self.target["proxy"],
+                    decision.reason)  # fmt: skip
+        self.write_status()
+        from lab import events
+
+        try:
+            await asyncio.to_thread(events.append, "agent_rehome", record)
+        except OSError:
+            log.exception("could not append agent_rehome event")
+
+    # -- the loop
 
     def spawn(self, index: int) -> None:
         cmd = [sys.executable, "-m", "agents.agent", *self.argv, "--worker", str(index)]
@@ -511,40 +829,75 @@ class Supervisor:
         log.info("supervisor: worker %d started (pid %d)", index, self.procs[index].pid)
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        asyncio.run(self._run())
+        self.shutdown()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig, None)
         serve(self.metrics.registry, self.args.metrics_port, self.args.bind)
+        self.write_control()  # before any worker reads it: a stale one from an earlier run says nothing
         for i in self.plan:
             self.spawn(i)
         self.write_status()
-        while not self.stopping:
-            time.sleep(0.5)
-            changed = False
-            now = time.monotonic()
-            if now >= self.next_scan:
-                self.next_scan = now + 2.0
-                for i in self.plan:
-                    self.scan(i)
+        prober: asyncio.Task[None] | None = None
+        if self.policy is not None:
+            from lab.steering.sipprobe import OptionsProber
+
+            for source, _, _ in self.probe_targets():
+                self.probers[source] = OptionsProber(self.args.bind or "0.0.0.0")
+                await self.probers[source].start()
+            prober = asyncio.ensure_future(self.probe_loop())
+            log.info("supervisor: re-homing to %s (%s) after %.1f s down, back after %.1f s up",
+                     self.args.fallback_region, self.args.fallback_proxy, self.policy.rehome_after_s,
+                     self.policy.return_after_s)  # fmt: skip
+        try:
+            while not self.stopping:
+                await asyncio.sleep(0.5)
+                await self.step()
+        finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+            for each in self.probers.values():
+                each.close()
+
+    async def step(self) -> None:
+        changed = False
+        now = time.monotonic()
+        if now >= self.next_scan:
+            self.next_scan = now + 2.0
             for i in self.plan:
-                proc = self.procs.get(i)
-                if proc is not None and proc.poll() is None:
-                    if now - self.started[i] > 60:
-                        self.backoff[i] = 0.0
-                    continue
-                if proc is not None:
-                    log.error("supervisor: worker %d exited with %s", i, proc.returncode)
-                    self.scan(i)  # its last counts, before a new worker overwrites the file
-                    del self.procs[i]
-                    delay = min(10.0, max(1.0, self.backoff.get(i, 0.0) * 2))
-                    self.backoff[i] = delay
-                    self.next_start[i] = now + delay
-                if now >= self.next_start.get(i, 0.0) and not self.stopping:
-                    self.restarts[i] += 1
-                    self.spawn(i)
-                    changed = True
-            if changed:
-                self.write_status()
-        self.shutdown()
+                self.scan(i)
+            if self.policy is not None:
+                decision = self.observe_registrations(now)
+                if decision is not None:
+                    await self.apply(decision)
+                else:
+                    changed = True  # the status file shows the policy's view
+        if self.policy is not None and (decision := self.policy.tick(time.monotonic())) is not None:
+            await self.apply(decision)
+        for i in self.plan:
+            proc = self.procs.get(i)
+            if proc is not None and proc.poll() is None:
+                if now - self.started[i] > 60:
+                    self.backoff[i] = 0.0
+                continue
+            if proc is not None:
+                log.error("supervisor: worker %d exited with %s", i, proc.returncode)
+                self.scan(i)  # its last counts, before a new worker overwrites the file
+                del self.procs[i]
+                delay = min(10.0, max(1.0, self.backoff.get(i, 0.0) * 2))
+                self.backoff[i] = delay
+                self.next_start[i] = now + delay
+            if now >= self.next_start.get(i, 0.0) and not self.stopping:
+                self.restarts[i] += 1
+                self.spawn(i)
+                changed = True
+        if changed:
+            self.write_status()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True

@@ -14,7 +14,11 @@ Caller side (agents.load, --metrics-port, default 9102):
     wobble_call_pdd_seconds                        histogram (calls that got a 18x/2xx)
     wobble_call_mos                                histogram (answered calls)
 Agent side (agents.agent, --metrics-port, default 9101):
-    wobble_agents_logged_in{region}                agents in service now (registered; direct mode: up)
+    wobble_agents_logged_in{region}                agents in service now (registered; direct mode: up),
+                                                   wherever they are registered (home or re-homed)
+    wobble_agents_rehomed{region,to_region}        of those, registered through another region's SBC
+    wobble_agent_rehomes_total{region,to_region}   re-homing decisions of the supervisor (to_region =
+                                                   the home region for a return)
     wobble_agent_logins_total{region,result}       IdP login attempts, result ok|fail
     wobble_agent_calls_answered_total{region}
     wobble_agent_screen_pops_total{region,result}  result ok|late|fallback|none, per ended call
@@ -156,7 +160,9 @@ def _flat(counters: Mapping[str, Any]) -> dict[tuple[str, str], int]:
 
 
 class AgentMetrics:
-    def __init__(self, region: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, region: str, registry: CollectorRegistry | None = None, *, fallback_region: str | None = None
+    ) -> None:
         self.region = region
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -164,7 +170,14 @@ class AgentMetrics:
         self.logins = Counter("wobble_agent_logins", "IdP login attempts", ["region", "result"], registry=r)
         self.answered = Counter("wobble_agent_calls_answered", "Calls the agents answered", ["region"], registry=r)
         self.pops = Counter("wobble_agent_screen_pops", "Screen pops by result", ["region", "result"], registry=r)
+        self.rehomed = Gauge("wobble_agents_rehomed", "Agents in service registered through another region",
+                             ["region", "to_region"], registry=r)  # fmt: skip
+        self.rehomes = Counter("wobble_agent_rehomes", "Re-homing decisions", ["region", "to_region"], registry=r)
         self.logged_in.labels(region).set(0)
+        if fallback_region:
+            self.rehomed.labels(region, fallback_region).set(0)
+            self.rehomes.labels(region, fallback_region)
+            self.rehomes.labels(region, region)
         self.answered.labels(region)
         for res in LOGIN_RESULTS:
             self.logins.labels(region, res)
@@ -172,6 +185,11 @@ class AgentMetrics:
             self.pops.labels(region, res)
         self._seen: dict[int, tuple[Any, dict[tuple[str, str], int]]] = {}
         self._in_service: dict[int, int] = {}
+        self._away: dict[int, dict[str, int]] = {}  # worker -> {region registered through: agents}
+        self._away_regions: set[str] = {fallback_region} if fallback_region else set()
+
+    def rehome_decision(self, to_region: str) -> None:
+        self.rehomes.labels(self.region, to_region).inc()
 
     def observe_worker(
         self,
@@ -187,6 +205,7 @@ class AgentMetrics:
         or whose file is older than `max_age` has no agent in service."""
         if status is None:
             self._in_service[index] = 0
+            self._away[index] = {}
             self._publish()
             return
         flat = _flat(status.get("counters") or {})
@@ -201,7 +220,14 @@ class AgentMetrics:
         fresh = alive and now - float(status.get("updated") or 0) <= max_age and status.get("state") == "running"
         agents: Mapping[str, Any] = status.get("agents") or {}
         direct = bool(status.get("direct"))
-        self._in_service[index] = sum(agent_ok(e, direct)[0] for e in agents.values()) if fresh else 0
+        in_service = [e for e in agents.values() if agent_ok(e, direct)[0]] if fresh else []
+        self._in_service[index] = len(in_service)
+        away: dict[str, int] = {}
+        for e in in_service:
+            where = e.get("proxy_region")
+            if where and where != self.region:
+                away[str(where)] = away.get(str(where), 0) + 1
+        self._away[index] = away
         self._publish()
 
     def _count(self, key: tuple[str, str], delta: int) -> None:
@@ -215,3 +241,7 @@ class AgentMetrics:
 
     def _publish(self) -> None:
         self.logged_in.labels(self.region).set(sum(self._in_service.values()))
+        for counts in self._away.values():
+            self._away_regions.update(counts)
+        for where in self._away_regions:
+            self.rehomed.labels(self.region, where).set(sum(c.get(where, 0) for c in self._away.values()))

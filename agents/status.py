@@ -3,7 +3,11 @@
 Layout, for status path P (env WOBBLE_AGENT_STATUS, default /tmp/wobble-agents.json):
 - P                  written by the supervisor: the plan (region, every configured agent, workers).
 - P.d/worker-N.json  written by worker N every couple of seconds and on every registration change:
-                     per-agent registration state, the worker's liveness, calls in progress.
+                     per-agent registration state (and the proxy it registers through: `proxy`,
+                     `proxy_region`), the worker's liveness, calls in progress.
+- P.d/control.json   written by the supervisor at start and on every re-homing decision: where the
+                     accounts should register (`proxy`, `region`, `placement`, `seq`); every worker
+                     reads it at start and re-reads it when it changes (checked every second).
 Every file is replaced atomically (write to a temp file in the same directory, fsync, rename).
 """
 
@@ -30,6 +34,82 @@ def status_path() -> Path:
 
 def worker_path(main: Path, index: int) -> Path:
     return main.parent / f"{main.name}.d" / f"worker-{index}.json"
+
+
+def control_path(main: Path) -> Path:
+    return main.parent / f"{main.name}.d" / "control.json"
+
+
+def control_target(data: Any, home: dict[str, str]) -> dict[str, str]:
+    """Where the control file says accounts should register: {proxy, region}; `home` when the file
+    is missing, malformed or names no usable proxy (a worker never acts on garbage)."""
+    if not isinstance(data, dict):
+        return dict(home)
+    proxy, region = data.get("proxy"), data.get("region")
+    if not isinstance(proxy, str) or not isinstance(region, str) or not proxy or not region:
+        return dict(home)
+    if "/" in proxy or proxy.startswith("sip:") or any(c.isspace() for c in proxy):
+        return dict(home)
+    return {"proxy": proxy, "region": region}
+
+
+def write_control(main: Path, target: dict[str, str], placement: str, seq: int, reason: str) -> None:
+    """The supervisor's word to its workers: register through target['proxy'] (in target['region'])."""
+    write_json_atomic(control_path(main), {**target, "placement": placement, "seq": seq, "reason": reason,
+                                           "t": time.time()})  # fmt: skip
+
+
+class ControlReader:
+    """A worker's view of the control file: re-read only when it changed (inode, mtime, size: the
+    file is replaced atomically), so polling it every second costs one stat()."""
+
+    def __init__(self, path: Path, home: dict[str, str]) -> None:
+        self.path = path
+        self.home = dict(home)
+        self.target = dict(home)
+        self.regions = {home["proxy"]: home["region"]}  # every proxy seen -> its region
+        self._seen: tuple[int, int, int] | None = None
+
+    def poll(self) -> bool:
+        """True when the target moved since the last poll."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen == self._seen:
+            return False
+        try:
+            new = control_target(read_json(self.path), self.home)
+        except (OSError, ValueError):
+            return False  # unreadable right now: try again next time
+        self._seen = seen
+        self.regions[new["proxy"]] = new["region"]
+        if new == self.target:
+            return False
+        self.target = new
+        return True
+
+
+def registrations_via(
+    workers: dict[int, dict[str, Any] | None], proxy: str, now: float, max_age: float = DEFAULT_MAX_AGE_S
+) -> tuple[int, int]:
+    """(registered, failed) among the agents registering through `proxy`, from fresh, running worker
+    status files. Failed: a final REGISTER answer >= 300 (timeouts are 408); agents not tried yet or
+    being moved (code 0) count as neither."""
+    registered = failed = 0
+    for data in workers.values():
+        if not data or data.get("state") != "running" or now - float(data.get("updated") or 0) > max_age:
+            continue
+        for entry in (data.get("agents") or {}).values():
+            if not isinstance(entry, dict) or entry.get("proxy") != proxy:
+                continue
+            code = int(entry.get("code") or 0)
+            if code == 200 and entry.get("active"):
+                registered += 1
+            elif code >= 300:
+                failed += 1
+    return registered, failed
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -72,9 +152,11 @@ def evaluate(
     if not expected:
         return False, "no agents configured"
     direct = bool(main.get("direct"))
+    home = main.get("region")
     plan: dict[str, Any] = main.get("workers", {})
     bad: list[str] = []
     seen: set[str] = set()
+    away: dict[str, int] = {}  # registered through another region's proxy: region -> agents
     for key in sorted(plan, key=lambda k: int(k)):
         idx = int(key)
         wanted = list(plan[key].get("agents", []))
@@ -100,13 +182,17 @@ def evaluate(
             seen.add(name)
             if not ok:
                 bad.append(f"{name}: {why}")
+            elif (where := entry.get("proxy_region")) and home and where != home:
+                away[str(where)] = away.get(str(where), 0) + 1
     missing = [a for a in expected if a not in seen and not any(a in b for b in bad)]
     bad.extend(f"{a}: not assigned to any worker" for a in missing)
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         return False, f"unhealthy: {'; '.join(bad[:3])}{more}"
     what = "up (direct mode)" if direct else "registered"
-    return True, f"ok: {len(expected)}/{len(expected)} agents {what}"
+    # Re-homed agents are in service: healthy, and said so.
+    moved = "".join(f" ({n} re-homed to {r})" for r, n in sorted(away.items()))
+    return True, f"ok: {len(expected)}/{len(expected)} agents {what}{moved}"
 
 
 def check(path: Path | None = None, max_age: float = DEFAULT_MAX_AGE_S, now: float | None = None) -> tuple[bool, str]:

@@ -55,6 +55,7 @@ __all__ = [
     "MediaActive",
     "PortInUseError",
     "RegState",
+    "Rehomed",
     "RtpStats",
     "UaEvent",
     "UaOptions",
@@ -115,6 +116,7 @@ class AccountSpec:
     answer_headers: tuple[tuple[str, str], ...] = ()  # extra headers on our 200 OK
     media_timeout_s: float = 0.0  # hang up a confirmed call whose RX counter stalls this long; 0 = off
     make_default: bool = False
+    media_addr: str = ""  # address for this account's SDP (overrides UaOptions.public_addr); "" = that
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,18 @@ class RegState:
     reason: str
     active: bool
     expires: int
+    ts: float
+    registrar: str | None = None  # the registrar URI this result is about
+
+
+@dataclass(frozen=True)
+class Rehomed:
+    """An account now registers at another registrar (`UserAgent.rehome_account`). Queued in order
+    with RegState: every RegState after it is about the new registrar."""
+
+    account: str
+    registrar: str
+    id_uri: str
     ts: float
 
 
@@ -160,7 +174,7 @@ class CallEnded:
     outcome: CallOutcome
 
 
-UaEvent = RegState | IncomingCall | CallProgress | CallAnswered | MediaActive | CallEnded
+UaEvent = RegState | Rehomed | IncomingCall | CallProgress | CallAnswered | MediaActive | CallEnded
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,6 +307,14 @@ class UserAgent:
         of it. True when it is gone (or never existed); False while a call on it lingers (an
         unanswered INVITE stays until pjsip's timer B, for instance): ask again later."""
         return await self._submit(lambda: self._remove_account(name))
+
+    async def rehome_account(self, name: str, registrar: str, id_uri: str, media_addr: str = "") -> bool:
+        """Register account `name` at another registrar from now on (pjsua2 `Account.modify`: the
+        old registration is dropped, best effort, and a REGISTER goes to the new one; the Account
+        object, its default flag and its RTP range stay). True when done (or already there): a
+        `Rehomed` event precedes the new registrar's RegStates. False while a call of the account
+        lingers: its call is kept, ask again when it has ended. KeyError: no such account."""
+        return await self._submit(lambda: self._rehome_account(name, registrar, id_uri, media_addr))
 
     async def make_call(self, account: str, uri: str, headers: dict[str, str] | None = None) -> int:
         return await self._submit(lambda: self._make_call(account, uri, headers or {}))
@@ -482,6 +504,27 @@ class UserAgent:
     def _add_account(self, spec: AccountSpec) -> str:
         if spec.name in self._accounts:
             raise ValueError(f"account {spec.name} exists")
+        acc = _Account(self, spec)
+        acc.create(self._account_config(spec), spec.make_default)
+        self._accounts[spec.name] = acc
+        return spec.name
+
+    def _rehome_account(self, name: str, registrar: str, id_uri: str, media_addr: str) -> bool:
+        acc = self._accounts[name]
+        if any(r.account is acc for r in self._calls.values()):
+            return False
+        if not acc.spec.registrar:
+            raise ValueError(f"account {name} does not register")
+        spec = replace(acc.spec, registrar=registrar, id_uri=id_uri, media_addr=media_addr)
+        if spec == acc.spec:
+            return True
+        acc.modify(self._account_config(spec))
+        acc.spec = spec  # before any RegState of the new registrar can be reported
+        self._emit(Rehomed(name, registrar, id_uri, time.time()))
+        return True
+
+    def _account_config(self, spec: AccountSpec) -> Any:
+        """The whole pjsua2 AccountConfig of `spec` (modify() takes a complete one too)."""
         cfg = pj.AccountConfig()
         cfg.idUri = spec.id_uri
         if spec.registrar:
@@ -510,12 +553,9 @@ class UserAgent:
         cfg.mediaConfig.transportConfig.portRange = spec.rtp_port_range
         if self.opts.bind_addr:
             cfg.mediaConfig.transportConfig.boundAddress = self.opts.bind_addr
-        if self.opts.public_addr:
-            cfg.mediaConfig.transportConfig.publicAddress = self.opts.public_addr
-        acc = _Account(self, spec)
-        acc.create(cfg, spec.make_default)
-        self._accounts[spec.name] = acc
-        return spec.name
+        if spec.media_addr or self.opts.public_addr:
+            cfg.mediaConfig.transportConfig.publicAddress = spec.media_addr or self.opts.public_addr
+        return cfg
 
     def _remove_account(self, name: str) -> bool:
         acc = self._accounts.get(name)
@@ -538,6 +578,7 @@ class UserAgent:
                 active=bool(info.regIsActive),
                 expires=int(info.regExpiresSec),
                 ts=time.time(),
+                registrar=acc.spec.registrar,
             )
         )
 
@@ -553,9 +594,10 @@ class UserAgent:
                     bool(info.regIsActive),
                     int(info.regExpiresSec),
                     time.time(),
+                    acc.spec.registrar,
                 )
             except Exception:
-                out[name] = RegState(name, 0, "unknown", False, 0, time.time())
+                out[name] = RegState(name, 0, "unknown", False, 0, time.time(), acc.spec.registrar)
         return out
 
     # -- calls

@@ -31,10 +31,11 @@ FAMILIES: dict[str, Family] = {
 
 #: Dependencies reached through the lab's Toxiproxy-API proxy: service -> proxy name.
 PROXIED = {"crm": "crm", "idp": "idp", "config-api": "config-api"}
-#: The services each region is made of (a region outage takes all of them at once).
+#: The infrastructure each region is made of (a region outage takes all of it at once). Agents
+#: are people, not the region's machines: they outlive their region and re-home to the other one.
 REGION_SERVICES = {
-    "region-a": ("sbc-a", "media-a", "pbx-a", "agents-a"),
-    "region-b": ("sbc-b", "media-b", "pbx-b", "agents-b"),
+    "region-a": ("sbc-a", "media-a", "pbx-a"),
+    "region-b": ("sbc-b", "media-b", "pbx-b"),
 }
 CONTROL_PLANE = ("config-api",)
 SBCS = ("sbc-a", "sbc-b")

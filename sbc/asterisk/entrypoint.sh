@@ -58,9 +58,12 @@ agents="$dst/pjsip_agents.conf"
 members="$dst/queues_members.conf"
 : > "$agents"
 : > "$members"
+# REHOME_PREFIXES: other regions' agents, who register here when their home region is down.
+for prefix in $AGENT_PREFIX ${REHOME_PREFIXES:-}; do
+case "$prefix" in *[!A-Za-z0-9_.-]*) die "REHOME_PREFIXES must be [A-Za-z0-9_.-]+ words (got '$prefix')";; esac
 i=1
 while [ "$i" -le "$AGENT_COUNT" ]; do
-  name=$(printf '%s-%03d' "$AGENT_PREFIX" "$i")
+  name=$(printf '%s-%03d' "$prefix" "$i")
   cat >> "$agents" <<AGENT
 [$name]
 type = endpoint
@@ -91,8 +94,9 @@ AGENT
   echo "member => PJSIP/$name,0,$name,PJSIP/$name" >> "$members"
   i=$((i + 1))
 done
+done
 
 mkdir -p /var/run/asterisk /var/lib/asterisk /var/spool/asterisk/monitor /var/log/asterisk/cdr-csv
-echo "pbx-entrypoint: $REGION sbc=$SBC_IP agents=$AGENT_PREFIX-001..$(printf '%s-%03d' "$AGENT_PREFIX" "$AGENT_COUNT") rtp=$RTP_START-$RTP_END"
+echo "pbx-entrypoint: $REGION sbc=$SBC_IP agents=$AGENT_PREFIX-001..$(printf '%s-%03d' "$AGENT_PREFIX" "$AGENT_COUNT") rehome=${REHOME_PREFIXES:-none} rtp=$RTP_START-$RTP_END"
 
 exec "$@"

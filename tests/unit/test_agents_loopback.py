@@ -1,5 +1,6 @@
 """Real pjsua2 calls on loopback: an agents service (direct mode) and one caller; an agents service
-registering to a tiny fake registrar. Skipped where pjsua2 is not installed. ~12 s."""
+registering to a tiny fake registrar, and one re-homing to a second registrar when the first goes
+silent, then returning. Skipped where pjsua2 is not installed. ~25 s."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,8 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
 
 
 class FakeRegistrar(threading.Thread):
-    """Answers every REGISTER with 200 OK (echoing Contact and expiry); remembers what it saw."""
+    """Answers every REGISTER with 200 OK (echoing Contact and expiry) and every OPTIONS with 200 OK;
+    remembers what it saw. `answering = False`: it stays silent (a dead registrar / SBC)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -122,7 +124,9 @@ class FakeRegistrar(threading.Thread):
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
-        self.seen: list[tuple[str, int]] = []  # (To user, expires)
+        self.seen: list[tuple[str, int]] = []  # (To user, expires) of answered REGISTERs
+        self.log: list[tuple[float, str, int]] = []  # (monotonic, To user, expires), the same
+        self.answering = True
         self.running = True
 
     def run(self) -> None:
@@ -132,21 +136,33 @@ class FakeRegistrar(threading.Thread):
             except TimeoutError:
                 continue
             msg = data.decode(errors="replace")
-            if not msg.startswith("REGISTER "):
+            if not self.answering or not msg.startswith(("REGISTER ", "OPTIONS ")):
                 continue
             head = msg.split("\r\n\r\n", 1)[0].split("\r\n")
             keep = [h for h in head[1:] if re.match(r"(?i)^(via|from|to|call-id|cseq):", h)]
-            contact = next((h.split(":", 1)[1].strip() for h in head if re.match(r"(?i)^(contact|m):", h)), "")
-            exp_hdr = next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("expires:")), "60")
-            expires = int(exp_hdr)
-            to_user = re.search(r"sip:([^@>]+)@", next(h for h in keep if h.lower().startswith("to:")))
-            self.seen.append((to_user.group(1) if to_user else "?", expires))
             keep = [h + ";tag=reg" if h.lower().startswith("to:") and "tag=" not in h else h for h in keep]
             lines = ["SIP/2.0 200 OK", *keep]
-            if expires and contact:
-                lines.append(f"Contact: {contact.split(';expires')[0]};expires={expires}")
-            lines += [f"Expires: {expires}", "Content-Length: 0", "", ""]
+            if msg.startswith("REGISTER "):
+                contact = next((h.split(":", 1)[1].strip() for h in head if re.match(r"(?i)^(contact|m):", h)), "")
+                exp_hdr = next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("expires:")), "60")
+                expires = int(exp_hdr)
+                to_user = re.search(r"sip:([^@>]+)@", next(h for h in keep if h.lower().startswith("to:")))
+                user = to_user.group(1) if to_user else "?"
+                self.seen.append((user, expires))
+                self.log.append((time.monotonic(), user, expires))
+                if expires and contact:
+                    lines.append(f"Contact: {contact.split(';expires')[0]};expires={expires}")
+                lines.append(f"Expires: {expires}")
+            lines += ["Content-Length: 0", "", ""]
             self.sock.sendto("\r\n".join(lines).encode(), addr)
+
+    def registered_since(self, t: float) -> dict[str, float]:
+        """User -> monotonic time of its first REGISTER (expires > 0) answered at or after `t`."""
+        out: dict[str, float] = {}
+        for ts, user, expires in list(self.log):
+            if ts >= t and expires > 0:
+                out.setdefault(user, ts)
+        return out
 
     def stop(self) -> None:
         self.running = False
@@ -265,3 +281,127 @@ def test_remove_account_waits_for_its_calls() -> None:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True, True, False]
+
+
+def _wait_for(what: str, cond: Callable[[], bool], env: dict[str, str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{_agents_log(env)}")
+        time.sleep(0.1)
+
+
+def test_agents_rehome_when_home_goes_silent_and_return(tmp_path: Path) -> None:
+    """Home (registrar + OPTIONS) stops answering: after --rehome-after the agents register at the
+    fallback, stay healthy, show where they are; home answers again: after --return-after, back."""
+    env = loopback_env(tmp_path)
+    home, away = FakeRegistrar(), FakeRegistrar()
+    home.start()
+    away.start()
+    metrics_port = free_port(socket.SOCK_STREAM)
+    delay = 2.0
+    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{home.port}", "--sip-port", str(free_port()),
+                   "--expires", "30", "--metrics-port", str(metrics_port),
+                   "--fallback-proxy", f"127.0.0.1:{away.port}", "--fallback-region", "region-b",
+                   "--rehome-after", str(delay), "--return-after", str(delay))  # fmt: skip
+    agents = {"a-001", "a-002"}
+    wfile = tmp_path / "agents.json.d" / "worker-0.json"
+    try:
+        assert _wait_healthy(env) == "ok: 2/2 agents registered"
+        assert {u for u, e in home.seen if e > 0} == agents and not away.seen
+
+        # home goes silent: nothing moves before the delay, everything moves after it
+        home.answering = False
+        t_down = time.monotonic()
+        _wait_for("REGISTERs at the fallback", lambda: set(away.registered_since(t_down)) == agents, env)
+        first = min(away.registered_since(t_down).values())
+        assert first - t_down >= delay, f"moved after {first - t_down:.2f} s, before the {delay} s delay"
+        assert first - t_down < delay + 4.0
+        assert _wait_healthy(env) == "ok: 2/2 agents registered (2 re-homed to region-b)"
+        worker = json.loads(wfile.read_text())
+        for name in agents:
+            entry = worker["agents"][name]
+            assert entry["proxy"] == f"127.0.0.1:{away.port}" and entry["proxy_region"] == "region-b"
+            assert entry["code"] == 200 and entry["active"]
+        assert worker["target"] == {"proxy": f"127.0.0.1:{away.port}", "region": "region-b"}
+        wait_metric(metrics_port, "wobble_agents_rehomed", 2, region="region-a", to_region="region-b")
+        wait_metric(metrics_port, "wobble_agents_logged_in", 2, region="region-a")
+        main = json.loads((tmp_path / "agents.json").read_text())
+        assert main["rehome"]["placement"] == "fallback" and main["rehome"]["target"]["region"] == "region-b"
+
+        # home answers again: back after the return delay, and the fallback is told goodbye
+        home.answering = True
+        t_up = time.monotonic()
+        _wait_for("REGISTERs at home again", lambda: set(home.registered_since(t_up)) == agents, env)
+        back = min(home.registered_since(t_up).values())
+        assert back - t_up >= delay, f"returned after {back - t_up:.2f} s, before the {delay} s delay"
+        assert _wait_healthy(env) == "ok: 2/2 agents registered"
+        _wait_for("unREGISTERs at the fallback", lambda: {u for u, e in away.seen if e == 0} == agents, env)
+        wait_metric(metrics_port, "wobble_agents_rehomed", 0, region="region-a", to_region="region-b")
+        worker = json.loads(wfile.read_text())
+        assert {worker["agents"][n]["proxy_region"] for n in agents} == {"region-a"}
+    finally:
+        code = _stop(proc)
+        home.stop()
+        away.stop()
+    assert code == 0, _agents_log(env)
+    moves = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_rehome"]
+    assert [(e["to_region"], e["placement"], e["rule"]) for e in moves] == [
+        ("region-b", "fallback", "home-down"),
+        ("region-a", "home", "home-recovered"),
+    ]
+    assert moves[0]["region"] == "region-a" and moves[0]["proxy"] == f"127.0.0.1:{away.port}"
+    assert moves[0]["agents"] == ["a-001", "a-002"] and moves[0]["evidence"]["sbc"] == "fail: timeout"
+    assert moves[1]["proxy"] == f"127.0.0.1:{home.port}" and moves[1]["from_region"] == "region-b"
+
+
+def test_an_agent_in_a_call_keeps_it_and_moves_when_it_ends(tmp_path: Path) -> None:
+    """Re-homing never drops a call: the busy agent stays registered where it is until its call
+    has ended (normally, with the caller's BYE), then moves; the idle one moves at once."""
+    env = loopback_env(tmp_path)
+    home, away = FakeRegistrar(), FakeRegistrar()
+    home.start()
+    away.start()
+    sip_port = free_port()
+    delay, hold = 1.0, 6.0
+    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{home.port}", "--sip-port", str(sip_port),
+                   "--expires", "30", "--metrics-port", "0", "--fallback-proxy", f"127.0.0.1:{away.port}",
+                   "--fallback-region", "region-b", "--rehome-after", str(delay))  # fmt: skip
+    wfile = tmp_path / "agents.json.d" / "worker-0.json"
+    call_id = "r" + uuid.uuid4().hex[:10]
+    caller: subprocess.Popen[str] | None = None
+    try:
+        _wait_healthy(env)
+        cmd = [sys.executable, "-m", "agents.caller", "--target", f"sip:a-001@127.0.0.1:{sip_port}", "--json",
+               "--hold", str(hold), "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5"]  # fmt: skip
+        caller = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for("a-001 in a call", lambda: "a-001" in json.loads(wfile.read_text()).get("in_call", []), env)
+        home.answering = False
+        t_down = time.monotonic()
+        _wait_for("a-002 at the fallback", lambda: "a-002" in away.registered_since(t_down), env)
+        assert "a-001" not in away.registered_since(t_down)
+        _wait_for("a-001 waiting for its call", lambda: "rehome" in json.loads(wfile.read_text())["agents"]["a-001"],
+                  env)  # fmt: skip
+        assert caller.poll() is None, "the call should still be up"
+        assert "a-001" not in away.registered_since(t_down), "a-001 moved during its call"
+        out, err = caller.communicate(timeout=hold + 10)
+        t_call_end = time.monotonic()
+        assert caller.returncode == 0, err[-2000:]
+        rec = json.loads(out.strip().splitlines()[-1])
+        assert rec["final_code"] == 200 and rec["end_reason"] == "caller_bye"
+        assert rec["rx_packets"] >= (hold - 1) * 50 and rec["loss_pct"] == 0.0  # media flowed throughout
+        _wait_for("a-001 at the fallback", lambda: "a-001" in away.registered_since(t_down), env)
+        assert away.registered_since(t_down)["a-001"] <= t_call_end + 3.0
+        assert _wait_healthy(env) == "ok: 2/2 agents registered (2 re-homed to region-b)"
+    finally:
+        if caller is not None and caller.poll() is None:
+            caller.kill()
+        code = _stop(proc)
+        home.stop()
+        away.stop()
+    assert code == 0, _agents_log(env)
+    ended = [
+        e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_call" and e["call_id"] == call_id
+    ]
+    assert len(ended) == 1 and ended[0]["end_reason"] == "remote_bye" and ended[0]["agent"] == "a-001"
+    assert ended[0]["registered_region"] == "region-a"  # it took the call where it was registered then
