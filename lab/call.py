@@ -278,6 +278,8 @@ def call_record(
             "peer_rx_packets": agent.get("rx_packets", 0),
             "peer_tx_packets": agent.get("tx_packets", 0),
             "peer_loss_pct": agent.get("loss_pct"),
+            # the agent's CRM screen pop: ok | late | fallback | none (no answer, or no CRM)
+            "screen_pop": agent.get("screen_pop", "none"),
             "jitter_max_ms": caller.get("jitter_max_ms"),
             "recording": str(evidence.recording) if evidence.recording else None,
             "recording_bytes": evidence.recording_bytes,

@@ -41,3 +41,17 @@ def test_idp_down_logged_in_agents_answer_new_logins_fail(stopped: list[str]) ->
                   if e.get("kind") == "agent_login" and e.get("ts", 0) > since and e.get("ok") is False]  # fmt: skip
         time.sleep(0.5)
     assert failed and failed[0]["agent"].startswith("b-") and failed[0]["error"]
+
+
+def test_crm_down_calls_answered_with_screen_pop_fallback(stopped: list[str]) -> None:
+    rec = last_json(run_wobble("call", "--region", "region-a", "--hold", "1", "--json").stdout)
+    assert rec["final_code"] == 200
+    assert rec["screen_pop"] in ("ok", "late"), rec
+    stopped.append("crm")
+    dockerctl.service_container("crm").stop(timeout=0)
+    pops = []
+    for _ in range(3):
+        rec = last_json(run_wobble("call", "--region", "region-a", "--hold", "1", "--json").stdout)
+        assert rec["final_code"] == 200, rec
+        pops.append(rec["screen_pop"])
+    assert set(pops) == {"fallback"}, pops
