@@ -198,12 +198,13 @@ class Worker:
         args = self.args
         loop = asyncio.get_running_loop()
         handle = -1
-        for n in range(5):  # a just-ended call may still hold its pjsua slot for a moment
+        tries = 15  # a just-ended call may hold its pjsua slot for a moment (longer on a loaded machine)
+        for n in range(tries):
             try:
                 handle = await ua.make_call(account, uri, {CALL_HEADER: call_id})
                 break
-            except RuntimeError:
-                if n == 4:
+            except RuntimeError:  # CallSlotsBusy, or our own count of calls at the limit
+                if n == tries - 1:
                     return result_dict(call_id, uri, None, end_reason="capacity")
                 await asyncio.sleep(0.2)
         t0 = loop.time()

@@ -68,6 +68,13 @@ log = logging.getLogger("agents.ua")
 PJ_EADDRINUSE = 120000 + 98
 
 
+PJ_ETOOMANY = 70010
+
+
+class CallSlotsBusy(RuntimeError):
+    """pjsua has no free call slot yet (a just-ended call is still being torn down)."""
+
+
 class PortInUseError(OSError):
     """The SIP port asked for is taken."""
 
@@ -638,6 +645,12 @@ class UserAgent:
         rec.outcome.started_at = time.time()
         try:
             call.makeCall(uri, prm)
+        except pj.Error as exc:
+            del self._calls[rec.handle]
+            if int(exc.status) == PJ_ETOOMANY:
+                # pjsua still holds a just-ended call's slot for a moment: busy, try again shortly
+                raise CallSlotsBusy(f"pjsua's {MAX_CALLS} call slots are still busy") from None
+            raise
         except Exception:
             del self._calls[rec.handle]
             raise

@@ -8,11 +8,15 @@ the held steps divided by call-seconds carried. Written to bench/results/workloa
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from lab import dockerctl, lifecycle, paths
@@ -32,6 +36,44 @@ def lab_cpu_seconds() -> float:
         stats = c.stats(stream=False, one_shot=True)  # one sample now, not two a second apart
         total += int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
     return total / 1e9
+
+
+def sipp_step(cps: float, sbc: str = "10.77.0.11:5060", host_ip: str = "10.77.0.1") -> dict[str, Any]:
+    """SIPp's built-in UAC through the same SBC, to the same queue and agents, at one rate.
+
+    Same call shape as our step (fixed hold, same duration); SIPp sends no RTP, so it measures
+    signalling capacity: the ceiling our generator is compared against.
+    """
+    calls = int(cps * STEP_S)
+    with tempfile.TemporaryDirectory() as tmp:
+        stat = Path(tmp) / "stat.csv"
+        cmd = ["sipp", sbc, "-sn", "uac", "-s", "support", "-i", host_ip, "-p", "5098", "-r", str(cps),
+               "-m", str(calls), "-l", "80", "-d", str(int(HOLD_S * 1000)), "-nostdin",
+               "-timeout", str(int(STEP_S + 60)), "-timeout_error", "-recv_timeout", "10000",
+               "-trace_stat", "-stf", str(stat), "-fd", "1"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_S + 120, cwd=tmp)
+        rows = list(csv.DictReader(stat.open(), delimiter=";")) if stat.exists() else []
+    if not rows:
+        return {"cps": cps, "attempts": 0, "ok": 0, "ok_ratio": 0.0, "error": proc.stderr.strip()[-200:]}
+    last = rows[-1]
+    ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+    return {"cps": cps, "attempts": ok + failed, "ok": ok, "ok_ratio": round(ok / max(1, ok + failed), 4)}
+
+
+def sipp_max_cps() -> tuple[float | None, list[dict[str, Any]]]:
+    """The highest step SIPp holds at the same floor; None without a sipp binary."""
+    if shutil.which("sipp") is None:
+        return None, []
+    steps: list[dict[str, Any]] = []
+    for cps in STEPS:
+        step = sipp_step(cps)
+        steps.append(step)
+        log.info("sipp step %.0f CPS: %s", cps, step)
+        if step["ok_ratio"] < OK_FLOOR:
+            break
+        time.sleep(HOLD_S + 2)  # let the last calls end before the next step
+    held = [st["cps"] for st in steps if st["ok_ratio"] >= OK_FLOOR]
+    return (max(held) if held else 0.0), steps
 
 
 def main() -> None:
@@ -57,6 +99,7 @@ def main() -> None:
                 break
             cpu_s += cpu
             call_s += (s.get("ok") or 0) * HOLD_S
+        sipp_cps, sipp_steps = sipp_max_cps()
     finally:
         if brought_up:
             lifecycle.down()
@@ -67,9 +110,10 @@ def main() -> None:
         "ok_ratio": held[-1]["ok_ratio"] if held else None,
         # % of one core per concurrent call: lab CPU seconds per call-second carried
         "cpu_pct_per_call": round(100 * cpu_s / call_s, 2) if call_s else None,
-        # SIPp through the same SBC is not run yet: null, and the note says whether it could be
-        "sipp_ratio": None,
-        "sipp_note": "no sipp on PATH" if shutil.which("sipp") is None else "sipp present; comparison not run",
+        # our generator's sustained CPS over SIPp's through the same SBC, in the same run (null: no sipp)
+        "sipp_ratio": round(max((st["cps"] for st in held), default=0.0) / sipp_cps, 3) if sipp_cps else None,
+        "sipp_max_cps": sipp_cps,
+        "sipp_steps": sipp_steps,
         "hold_s": HOLD_S,
         "step_s": STEP_S,
         "ok_floor": OK_FLOOR,

@@ -207,10 +207,29 @@ async def hold(
             s = line.stats
             log.info("delay line: queued %d, dropped %d, duplicated %d, max held %d",
                      s.queued, s.dropped, s.duplicated, s.max_held)  # fmt: skip
+        if plan is not None:
+            record_revert(fault, fault_id, backend, reason, failures)
         if failures:
             raise RevertError(f"revert incomplete: {'; '.join(failures)}; run `cleanup --id {fault_id}`")
         if plan is not None:
             log.info("reverted %s (%s)", fault_id, reason)
+
+
+def record_revert(fault: NetFault, fault_id: str, backend: str, reason: str, failures: list[str]) -> None:
+    """The revert as an event in the lab's log (only where a lab log is configured: the containers)."""
+    if not os.environ.get("WOBBLE_EVENTS"):
+        return
+    from lab import events
+
+    record = {"id": fault_id, "fault": fault.kind, "target": os.environ.get("WOBBLE_FAULT_TARGET"),
+              "backend": backend, "by": "warden", "reason": reason, "mono": time.monotonic()}  # fmt: skip
+    try:
+        if failures:
+            events.append("fault_revert_failed", {**record, "error": "; ".join(failures)})
+        else:
+            events.append("fault_revert", record)
+    except OSError as exc:  # the revert itself matters more than its record
+        log.error("could not record the revert: %s", exc)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
