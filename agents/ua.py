@@ -69,6 +69,12 @@ PJ_EADDRINUSE = 120000 + 98
 
 
 PJ_ETOOMANY = 70010
+#: An incoming call still ringing after this long is stale (the PBX rings an agent for 15 s).
+STALE_RING_S = 45.0
+#: An answered call whose media has not started after this long is stale.
+MIN_MEDIA_START_S = 10.0
+#: How long pjsua gets to end a reaped call before our record of it is dropped.
+REAP_GRACE_S = 5.0
 
 
 class CallSlotsBusy(RuntimeError):
@@ -209,6 +215,7 @@ class _Rec:
     last_rx_change: float = 0.0
     ended: bool = False
     end_event_type: int | None = None
+    reaped_at: float | None = None  # monotonic: when the stale-call reaper hung it up
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -825,8 +832,34 @@ class UserAgent:
             return  # stream already gone
         rec.outcome.stats = rec.outcome.stats.merge(st)
 
+    def _reap_stale(self, rec: _Rec, now: float) -> None:
+        """An incoming call that never got going must not keep its account busy forever.
+
+        Under load some inbound calls never reached DISCONNECTED here (still ringing long after the
+        PBX gave up, or answered without media ever starting), and each made its agent answer 486
+        to every later call while Asterisk saw the agent free. Hang such a call up; if pjsua does
+        not end it within a grace period, drop our record of it.
+        """
+        if rec.outcome.direction != "in":
+            return
+        if rec.reaped_at is not None:
+            if now - rec.reaped_at >= REAP_GRACE_S:
+                log.warning("call %d: still not ended %.0f s after hangup; forgetting it", rec.handle, REAP_GRACE_S)
+                self._finish(rec)
+            return
+        ringing_too_long = rec.t_answer is None and now - rec.t0 >= STALE_RING_S
+        limit = max(rec.account.spec.media_timeout_s, MIN_MEDIA_START_S)
+        no_media = rec.t_answer is not None and rec.med_idx is None and now - rec.t_answer >= limit
+        if ringing_too_long or no_media:
+            rec.reaped_at = now
+            log.warning("call %d: stale (%s), hanging up", rec.handle, "ringing" if ringing_too_long else "no media")
+            if not self._hangup(rec.handle, "stale"):
+                self._finish(rec)
+
     def _sample_all(self, now: float) -> None:
         for rec in list(self._calls.values()):
+            if not rec.ended:
+                self._reap_stale(rec, now)
             if rec.ended or rec.med_idx is None:
                 continue
             self._sample(rec)
