@@ -22,7 +22,7 @@ from typing import Any
 
 from chaos import lease, wardens
 from chaos.catalog import FAMILIES, Fault, FaultRequest, ensure_fault_is_valid
-from lab import events
+from lab import dockerctl, events
 
 log = logging.getLogger("wobble.chaos")
 
@@ -99,15 +99,10 @@ class Controller:
         return sorted({c.labels.get("com.docker.compose.service", "") for c in found} - {""})
 
     def container(self, service: str, running: bool = True) -> Any:
-        filters: dict[str, Any] = {
-            "label": [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
-        }
-        if running:
-            filters["status"] = "running"
-        found = self.docker.containers.list(all=not running, filters=filters)
-        if not found:
+        found = dockerctl.find_service(self.docker, service, self.project, running)
+        if found is None:
             raise TargetNotRunning(f"service {service} has no running container; start it (`make up`) and retry")
-        return found[0]
+        return found
 
     def probe_backends(self) -> dict[str, str]:
         """Which backend serves each kind here: the kernel is probed from inside a lab namespace."""
@@ -214,17 +209,12 @@ class Controller:
         _event("fault_invoke", {**base, "mono": time.monotonic()})
         opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project)
         container = self.docker.containers.run(wardens.IMAGE, wardens.command(fault, fid), **opts)
+
+        def renew() -> None:  # a slow start must not see its own lease expire
+            lease.write_lease(self.lease_dir, fid, expires_at=time.time() + self.ttl_s, ends_at=ends_at)
+
         try:
-            # Renew while waiting: a slow start must not see its own lease expire.
-            deadline = time.monotonic() + 30.0
-            while True:
-                lease.write_lease(self.lease_dir, fid, expires_at=time.time() + self.ttl_s, ends_at=ends_at)
-                try:
-                    wardens.wait_live(container, fid, timeout_s=min(1.0, max(0.1, deadline - time.monotonic())))
-                    break
-                except wardens.ApplyFailed as exc:
-                    if "not live after" not in str(exc) or time.monotonic() >= deadline:
-                        raise
+            wardens.wait_live(container, fid, timeout_s=30.0, on_poll=renew)
         except wardens.ApplyFailed as exc:
             self._stop_warden(container, fid)
             _event("fault_fail", {**base, "error": str(exc), "mono": time.monotonic()})

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from chaos import lease
 from chaos.catalog import Fault
-from lab import events
+from lab import dockerctl, events
 
 log = logging.getLogger("wobble.warden")
 POLL_S = 0.2
@@ -49,11 +49,10 @@ class DockerDriver:
         self.done: list[tuple[str, Any, dict[str, Any]]] = []  # (action, container, info) to undo
 
     def _container(self, service: str) -> Any:
-        found = self.cli.containers.list(all=True, filters={"label": [
-            f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]})  # fmt: skip
-        if not found:
+        found = dockerctl.find_service(self.cli, service, self.project, running=False)
+        if found is None:
             raise LookupError(f"service {service} has no container")
-        return found[0]
+        return found
 
     def apply(self) -> None:
         kind, params = self.fault.kind, self.fault.params
@@ -180,12 +179,10 @@ class SbcHtableDriver:
         import docker
 
         self.fault = fault
-        cli = docker.from_env(timeout=30)
-        found = cli.containers.list(filters={"label": [
-            f"com.docker.compose.project={project}", f"com.docker.compose.service={fault.target}"]})  # fmt: skip
-        if not found:
+        found = dockerctl.find_service(docker.from_env(timeout=30), fault.target, project)
+        if found is None:
             raise LookupError(f"service {fault.target} is not running")
-        self.sbc = found[0]
+        self.sbc = found
 
     def _kamcmd(self, *args: str) -> None:
         code, out = self.sbc.exec_run(["kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", *args])

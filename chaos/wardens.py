@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -71,11 +72,17 @@ def run_options(fault: Fault, fault_id: str, host_var: str, anchor: Any, project
     return opts
 
 
-def wait_live(container: Any, fault_id: str, timeout_s: float = 30.0) -> None:
-    """Block until the warden prints `LIVE <id>`; raise ApplyFailed with its last words if it exits."""
+def wait_live(
+    container: Any, fault_id: str, timeout_s: float = 30.0, on_poll: Callable[[], None] | None = None
+) -> None:
+    """Block until the warden prints `LIVE <id>`; raise ApplyFailed with its last words if it exits.
+
+    `on_poll` runs before every look (the controller renews the fault's lease there)."""
     deadline = time.monotonic() + timeout_s
     marker = f"LIVE {fault_id}".encode()
     while True:
+        if on_poll is not None:
+            on_poll()
         try:
             logs = container.logs(stdout=True, stderr=True)
             if marker in logs:

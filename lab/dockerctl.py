@@ -28,17 +28,23 @@ def lab_containers(all_states: bool = False) -> list[Any]:
     return list(client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={PROJECT}"}))
 
 
+def find_service(cli: Any, service: str, project: str = PROJECT, running: bool = True) -> Any | None:
+    """A compose service's container (running only, or in any state), found by compose labels."""
+    filters: dict[str, Any] = {
+        "label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]
+    }
+    if running:
+        filters["status"] = "running"
+    found = cli.containers.list(all=not running, filters=filters)
+    return found[0] if found else None
+
+
 def service_container(service: str) -> Any:
     """The running container of a compose service of the lab, or LabNotUp saying how to start it."""
-    found = client().containers.list(
-        filters={
-            "label": [f"com.docker.compose.project={PROJECT}", f"com.docker.compose.service={service}"],
-            "status": "running",
-        }
-    )
-    if not found:
+    found = find_service(client(), service)
+    if found is None:
         raise LabNotUp(f"service {service} is not running; start the lab with `make up`")
-    return found[0]
+    return found
 
 
 def health(container: Any) -> str:

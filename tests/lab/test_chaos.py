@@ -26,11 +26,9 @@ TTL_S = 3.0
 
 def container_of(service: str) -> Any:
     """The service's container in any state (a paused one is not `running` to docker's filter)."""
-    for c in dockerctl.lab_containers(all_states=True):
-        if c.labels.get("com.docker.compose.service") == service:
-            c.reload()
-            return c
-    raise AssertionError(f"no container for {service}")
+    found = dockerctl.find_service(dockerctl.client(), service, running=False)
+    assert found is not None, f"no container for {service}"
+    return found
 
 
 def netns_dump(service: str) -> str:
