@@ -86,13 +86,16 @@ from agents.metrics import AGENT_PORT, AgentMetrics, WorkerCounters, serve
 from agents.model import TOKEN_RE, parse_valid_args, strip_port, uri_user
 from agents.rehome import FALLBACK, FALLBACK_PROBE, HOME, PBX, SBC, Decision, RehomePolicy
 from agents.status import (
+    DEFAULT_MAX_AGE_S,
     ControlReader,
     control_path,
+    evaluate,
     read_json,
     registrations_via,
     status_path,
     worker_path,
     write_control,
+    write_health,
     write_json_atomic,
 )
 
@@ -742,6 +745,17 @@ class Supervisor:
             },
         )
 
+    def write_health(self) -> None:
+        """The HEALTHCHECK's verdict, from the status just scanned (see status.write_health)."""
+        try:
+            main = read_json(status_path())
+        except (OSError, ValueError):
+            main = None
+        verdict = evaluate(main if isinstance(main, dict) else None,
+                           {i: self.workers.get(i) for i in self.plan}, time.time(), DEFAULT_MAX_AGE_S)  # fmt: skip
+        with contextlib.suppress(OSError):
+            write_health(status_path(), verdict)
+
     def rehome_status(self) -> dict[str, Any]:
         assert self.policy is not None
         return {
@@ -871,6 +885,7 @@ class Supervisor:
             self.next_scan = now + 2.0
             for i in self.plan:
                 self.scan(i)
+            self.write_health()
             if self.policy is not None:
                 decision = self.observe_registrations(now)
                 if decision is not None:

@@ -36,6 +36,10 @@ def worker_path(main: Path, index: int) -> Path:
     return main.parent / f"{main.name}.d" / f"worker-{index}.json"
 
 
+def health_path(main: Path) -> Path:
+    return main.parent / f"{main.name}.d" / "health"
+
+
 def control_path(main: Path) -> Path:
     return main.parent / f"{main.name}.d" / "control.json"
 
@@ -117,9 +121,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
+            # No fsync: these files describe live processes, so surviving a process crash (which
+            # the rename gives) is enough; twenty writers fsyncing every 2 s cost the lab CPU.
             json.dump(data, fh, indent=1, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -193,6 +197,17 @@ def evaluate(
     # Re-homed agents are in service: healthy, and said so.
     moved = "".join(f" ({n} re-homed to {r})" for r, n in sorted(away.items()))
     return True, f"ok: {len(expected)}/{len(expected)} agents {what}{moved}"
+
+
+def write_health(main_path: Path, verdict: tuple[bool, str]) -> None:
+    """The verdict as one line for the container's HEALTHCHECK, a bash `read` and a file age: the
+    check then costs no Python interpreter (a fresh one every few seconds cost the lab CPU)."""
+    ok, reason = verdict
+    path = health_path(main_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".health.tmp")
+    tmp.write_text((reason if ok else f"unhealthy: {reason.removeprefix('unhealthy: ')}") + "\n")
+    os.replace(tmp, path)
 
 
 def check(path: Path | None = None, max_age: float = DEFAULT_MAX_AGE_S, now: float | None = None) -> tuple[bool, str]:

@@ -87,6 +87,8 @@ class PortInUseError(OSError):
 
 T = TypeVar("T")
 MAX_CALLS = 4
+#: libHandleEvents wait (ms) with no call in the process; 10 ms while calls are up.
+IDLE_POLL_MS = 40
 
 
 def redirect_stdout_to_stderr() -> TextIO:
@@ -389,7 +391,9 @@ class UserAgent:
             while not self._stop_req.is_set():
                 self.heartbeat = time.monotonic()
                 self._drain_commands()
-                self._ep.libHandleEvents(10)
+                # Idle, a longer wait: a command then waits up to 40 ms (a ring, a dial), and twenty
+                # idle workers no longer wake a hundred times a second each.
+                self._ep.libHandleEvents(10 if self._calls else IDLE_POLL_MS)
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, fn = heapq.heappop(self._timers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import subprocess
 import sys
 import uuid
@@ -78,12 +79,16 @@ def run_load(
     log.info("load run %s: %.1f CPS for %.0f s, steering %s", run_id, cps, duration, steer)
     proc = subprocess.Popen(["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE, stderr=sys.stderr,
                             text=True)  # fmt: skip
+    # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does, with its summary.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         out, _ = proc.communicate()
     except KeyboardInterrupt:
         log.warning("interrupted: stopping the run and collecting its summary")
         _interrupt(container.id, run_id)
         out, _ = proc.communicate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     lines = [ln for ln in (out or "").strip().splitlines() if ln.strip()]
     try:
         summary: dict[str, Any] = json.loads(lines[-1])

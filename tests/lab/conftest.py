@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from lab import lifecycle
+from lab import lifecycle, topology
 
 ROOT = Path(__file__).resolve().parents[2]
 WOBBLE = [sys.executable, "-m", "lab.cli"]
@@ -38,3 +41,36 @@ def last_json(out: str) -> dict[str, Any]:
     assert lines, "no output on stdout"
     record: dict[str, Any] = json.loads(lines[-1])
     return record
+
+
+def agents_placement() -> dict[str, tuple[float, float]]:
+    """Per home region: (agents in service, of those registered through another region)."""
+    out: dict[str, tuple[float, float]] = {}
+    for region in topology.Topology.default().regions:
+        with urllib.request.urlopen(f"http://{region.agents_ip}:9101/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+        logged_in = rehomed = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "wobble_agents_logged_in":
+                    logged_in += sample.value
+                elif sample.name == "wobble_agents_rehomed":
+                    rehomed += sample.value
+        out[region.name] = (logged_in, rehomed)
+    return out
+
+
+def wait_agents_home(count: int = 32, timeout: float = 90) -> None:
+    """Until every region has `count` agents in service, none of them re-homed: a test that moved
+    agents (a region out, a dead SBC) must not leave the next test a PBX with an empty queue."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, tuple[float, float]] | str = {}
+    while time.monotonic() < deadline:
+        try:
+            seen = agents_placement()
+        except OSError as exc:
+            seen = f"metrics unreadable: {exc}"
+        if isinstance(seen, dict) and all(n >= count and away == 0 for n, away in seen.values()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"agents not all home and in service after {timeout:.0f} s: {seen}")

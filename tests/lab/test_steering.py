@@ -13,7 +13,7 @@ import pytest
 
 from lab import dockerctl, events, paths
 from lab.steering import client
-from tests.lab.conftest import last_json, run_wobble
+from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
 def state() -> dict[str, Any]:
@@ -52,6 +52,7 @@ def stopped(lab_up: None) -> Iterator[list[str]]:
             if c.labels.get("com.docker.compose.service") == service:
                 c.start()
     assert wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, 0.5)
+    wait_agents_home()
 
 
 def test_both_regions_up_and_config_live(lab_up: None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab import dockerctl, events, lifecycle, paths
-from tests.lab.conftest import last_json, run_wobble
+from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
 @pytest.fixture
@@ -23,6 +23,7 @@ def stopped(lab_up: None) -> Iterator[list[str]]:
     while not lifecycle.is_up():
         assert time.monotonic() < deadline, "lab not healthy again after the test"
         time.sleep(0.5)
+    wait_agents_home()
 
 
 def test_idp_down_logged_in_agents_answer_new_logins_fail(stopped: list[str]) -> None:

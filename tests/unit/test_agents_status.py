@@ -90,3 +90,32 @@ def test_atomic_write_and_check_from_files(tmp_path: Path, capsys: pytest.Captur
 def test_check_missing_file(tmp_path: Path) -> None:
     ok, why = status.check(tmp_path / "nope.json")
     assert not ok and why == "no supervisor status file"
+
+
+def _compose_agents_check(health_file: Path) -> list[str]:
+    """The agents' HEALTHCHECK command from compose.yaml, pointed at `health_file`."""
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.yaml").read_text())
+    test = list(compose["services"]["agents-a"]["healthcheck"]["test"])
+    assert test[:3] == ["CMD", "bash", "-c"]
+    return ["bash", "-c", test[3].replace("$$", "$").replace("/tmp/wobble-agents.d/health", str(health_file))]
+
+
+def test_health_verdict_file_drives_the_container_check(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    main_path = tmp_path / "wobble-agents"
+    cmd = _compose_agents_check(status.health_path(main_path))
+    missing = subprocess.run(cmd, capture_output=True, text=True)
+    assert missing.returncode == 1 and "no verdict yet" in missing.stdout
+    status.write_health(main_path, (True, "ok: 3/3 agents registered"))
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    status.write_health(main_path, (False, "unhealthy: worker 1 stale"))
+    bad = subprocess.run(cmd, capture_output=True, text=True)
+    assert bad.returncode == 1 and "worker 1 stale" in bad.stdout
+    status.write_health(main_path, (True, "ok: 3/3 agents registered"))
+    old = time.time() - 60  # a supervisor that stopped writing: its last "ok" goes stale
+    os.utime(status.health_path(main_path), (old, old))
+    assert subprocess.run(cmd, capture_output=True).returncode == 1
