@@ -69,6 +69,8 @@ PJ_EADDRINUSE = 120000 + 98
 
 
 PJ_ETOOMANY = 70010
+#: pjsip: the INVITE session has already ended (answering a call the caller cancelled).
+PJSIP_ESESSIONTERMINATED = 171140
 #: An incoming call still ringing after this long is stale (the PBX rings an agent for 15 s).
 STALE_RING_S = 45.0
 #: An answered call whose media has not started after this long is stale.
@@ -503,12 +505,40 @@ class UserAgent:
         back-reference is a cycle: left to Python's cyclic GC, the Call/ToneGenerator destructors
         would run in whichever thread happens to trigger a collection (the asyncio thread, an
         executor thread) and pjlib aborts the process ("Calling pjlib from unknown/external
-        thread"). Breaking the cycle makes plain refcounting free them right here."""
+        thread"). Breaking the cycle makes plain refcounting free them right here.
+
+        Not while pjsua has given the ended call's slot (its id) to a newer call of ours: pjsua2's
+        ~Call() clears the user data of, and hangs up, whatever call holds its id NOW, so freeing
+        it then cut the newer call off from its callbacks (a record that never ended, an agent
+        stuck "busy") and hung it up (answered, then a BYE). Such a record waits for the slot."""
+        live = {self._slot(r) for r in self._calls.values()}
+        keep: list[_Rec] = []
         while self._graveyard:
             rec = self._graveyard.pop()
+            slot = self._slot(rec)
+            if slot is not None and slot in live:
+                keep.append(rec)
+                continue
             rec.call.rec = None
             rec.tone = None
             del rec
+        self._graveyard = keep
+
+    @staticmethod
+    def _slot(rec: _Rec) -> int | None:
+        try:
+            cid = int(rec.call.getId())
+        except Exception:
+            return None
+        return cid if cid >= 0 else None
+
+    def _holds_slot(self, rec: _Rec) -> bool:
+        """Whether pjsua's call in `rec`'s slot is still `rec`'s own call (same SIP Call-ID)."""
+        try:
+            current = str(rec.call.getInfo().callIdString)
+        except Exception:
+            return False
+        return not rec.outcome.sip_call_id or current == rec.outcome.sip_call_id
 
     @staticmethod
     def _is_registered(acc: _Account) -> bool:
@@ -702,7 +732,13 @@ class UserAgent:
                 h.hName = name
                 h.hValue = value
                 prm.txOption.headers.append(h)
-        rec.call.answer(prm)
+        try:
+            rec.call.answer(prm)
+        except pj.Error as exc:
+            if int(exc.status) != PJSIP_ESESSIONTERMINATED:
+                raise
+            # The caller (the PBX) cancelled while we rang: onCallState DISCONNECTED ends the record.
+            log.info("call %d: cancelled before our %d", rec.handle, code)
 
     def _answer(self, handle: int, code: int) -> bool:
         rec = self._calls.get(handle)
@@ -717,6 +753,12 @@ class UserAgent:
             return False
         if rec.hangup_reason is None:
             rec.hangup_reason = reason
+        if not self._holds_slot(rec):
+            # pjsua ended this call without telling us, and its slot may hold another call now:
+            # hanging "it" up would hang that one up. Close our record instead.
+            log.warning("call %d: pjsua no longer holds it; closing its record", handle)
+            self._finish(rec)
+            return True
         self._sample(rec)
         prm = pj.CallOpParam()
         if code:
