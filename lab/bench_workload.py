@@ -27,6 +27,8 @@ STEPS = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 STEP_S = 30.0
 HOLD_S = 5.0
 OK_FLOOR = 0.995
+#: SIPp's uac with the route set followed (its built-in one cannot pass a record-routing SBC).
+SIPP_SCENARIO = paths.ROOT / "bench" / "sipp" / "uac.xml"
 
 
 def lab_cpu_seconds() -> float:
@@ -47,7 +49,7 @@ def sipp_step(cps: float, sbc: str = "10.77.0.11:5060", host_ip: str = "10.77.0.
     calls = int(cps * STEP_S)
     with tempfile.TemporaryDirectory() as tmp:
         stat = Path(tmp) / "stat.csv"
-        cmd = ["sipp", sbc, "-sn", "uac", "-s", "support", "-i", host_ip, "-p", "5098", "-r", str(cps),
+        cmd = ["sipp", sbc, "-sf", str(SIPP_SCENARIO), "-s", "support", "-i", host_ip, "-p", "5098", "-r", str(cps),
                "-m", str(calls), "-l", "80", "-d", str(int(HOLD_S * 1000)), "-nostdin",
                "-timeout", str(int(STEP_S + 60)), "-timeout_error", "-recv_timeout", "10000",
                "-trace_stat", "-stf", str(stat), "-fd", "1"]  # fmt: skip
