@@ -18,9 +18,9 @@ Mode = Literal["async", "sync"]
 class WanProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency_ms: int = Field(40, ge=0, le=10_000)
-    jitter_ms: int = Field(5, ge=0, le=10_000)
-    rate_kbs: int = Field(256, ge=0, description="KB/s each way; 0 = no cap")
+    latency_ms: int = Field(default=40, ge=0, le=10_000)
+    jitter_ms: int = Field(default=5, ge=0, le=10_000)
+    rate_kbs: int = Field(default=256, ge=0, description="KB/s each way; 0 = no cap")
 
 
 class RegionDb(BaseModel):
@@ -45,8 +45,8 @@ class RecordsConfig(BaseModel):
     wan: WanProfile = WanProfile()
     toxiproxy_api: str = "http://10.77.9.60:8474"
     password: str = "wobble"
-    connect_timeout_s: float = Field(3.0, gt=0, le=60)
-    statement_timeout_s: float = Field(15.0, gt=0, le=600)
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    statement_timeout_s: float = Field(default=15.0, gt=0, le=600)
     regions: dict[str, RegionDb]
 
     @model_validator(mode="after")
