@@ -1,0 +1,135 @@
+"""Region loss and return for the records: promote the survivor's standby of the lost region's
+database, rebuild the returned old primary as a standby of the promoted one (resync), and the
+commit mode (async / sync) of every primary."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from lab.records import db, groundtruth
+from lab.records.config import Mode, RecordsConfig
+from lab.records.errors import OperationFailed, RecordsError
+
+log = logging.getLogger("wobble.records")
+
+
+def app_name(region: str) -> str:
+    """The application_name a region's standbys stream under (synchronous_standby_names wants one)."""
+    return region.replace("-", "_")
+
+
+def _in_recovery(cfg: RecordsConfig, ep: db.Endpoint) -> bool:
+    (row,) = db.query(cfg, ep, "SELECT pg_is_in_recovery() AS r")
+    return bool(row["r"])
+
+
+def promote(cfg: RecordsConfig, lost: str, force: bool = False) -> dict[str, Any]:
+    """Promote the standby of `lost`'s records in its peer region. Refused while `lost`'s own
+    primary still answers as a primary (two primaries = split brain) unless `force`."""
+    survivor = cfg.region(lost).peer
+    target = db.copy(cfg, survivor)
+    if not force:
+        with contextlib.suppress(RecordsError):
+            if not _in_recovery(cfg, db.home(cfg, lost)):
+                raise OperationFailed(
+                    f"{lost}'s primary still answers; promoting its standby in {survivor} would make two "
+                    f"primaries (split brain); stop {cfg.region(lost).service} first or pass --force"
+                )
+    started = time.monotonic()
+    if not _in_recovery(cfg, target):
+        return {"region": lost, "promoted_in": survivor, "already": True, "seconds": 0.0}
+    with db.connect(cfg, target, dbname="postgres") as conn:
+        (row,) = conn.execute("SELECT pg_promote(true, 60) AS ok").fetchall()
+        if not row["ok"]:
+            raise OperationFailed(f"{target}: pg_promote did not finish in 60 s; see `docker logs` of it")
+        # The copy inherited the lost primary's synchronous_standby_names: with no standby of its
+        # own yet, every commit would wait forever.
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        conn.execute("SELECT pg_reload_conf()")
+        (lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text AS lsn").fetchall()
+    return {"region": lost, "promoted_in": survivor, "already": False, "lsn": lsn["lsn"],
+            "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+
+
+def _proxy_listen(cfg: RecordsConfig, proxy: str) -> tuple[str, int]:
+    """Where the backbone reaches a proxy: the toxiproxy server's address, the proxy's port."""
+    from lab.records import wan
+
+    found = {p.name: p for p in wan._proxies(cfg)}
+    port = int(str(found[proxy].listen).rsplit(":", 1)[1])
+    return urlsplit(cfg.toxiproxy_api).hostname or "127.0.0.1", port
+
+
+def _counts(cfg: RecordsConfig, ep: db.Endpoint) -> dict[str, int]:
+    (row,) = db.query(
+        cfg, ep, "SELECT (SELECT count(*) FROM cdr) AS cdr, (SELECT count(*) FROM recordings) AS recordings, "
+        "(SELECT count(*) FROM cel) AS cel"
+    )  # fmt: skip
+    return {k: int(v) for k, v in row.items()}
+
+
+def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Rebuild `region`'s old primary (back after a loss) as a standby of its promoted copy in the
+    peer region: pg_rewind, or a fresh base backup when rewind cannot. Returns when the rebuilt
+    standby has replayed everything the promoted primary had, with row counts to prove it."""
+    peer = cfg.region(region).peer
+    source = db.copy(cfg, peer)
+    try:
+        promoted = not _in_recovery(cfg, source)
+    except RecordsError as exc:
+        raise OperationFailed(f"cannot resync {region}: its promoted copy is not reachable ({exc})") from exc
+    if not promoted:
+        raise OperationFailed(
+            f"{peer}'s copy of {region} is still a standby: nothing to resync (promote first: "
+            f"`wobble records promote --region {region}`)"
+        )
+    state = groundtruth.server_state(cfg, region)
+    if state.container is None or not state.running:
+        raise OperationFailed(f"{cfg.region(region).service} is not running; start it (the region came back?) first")
+    host, port = _proxy_listen(cfg, cfg.region(region).copy_proxy)
+    started = time.monotonic()
+    res = state.container.exec_run(["wobble-db", "rewind-home", host, str(port)], demux=True)
+    out, err = (b.decode(errors="replace") if b else "" for b in res.output)
+    if res.exit_code != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise OperationFailed(f"resync of {region} failed: {last}")
+    method = next((ln.split("=", 1)[1] for ln in out.splitlines() if ln.startswith("method=")), "unknown")
+    target = db.home(cfg, region)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            (src,) = db.query(cfg, source, "SELECT pg_current_wal_lsn()::text AS lsn")
+            (dst,) = db.query(cfg, target, "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r")
+            (cmp,) = db.query(cfg, source, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) AS d",
+                              (src["lsn"], dst["lsn"] or "0/0"))  # fmt: skip
+            if dst["r"] and float(cmp["d"]) <= 0:
+                break
+        except RecordsError:
+            pass  # the rebuilt standby is still starting
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{region}'s rebuilt standby did not catch up in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method,
+            "seconds": round(time.monotonic() - started, 3), "source_rows": _counts(cfg, source),
+            "rebuilt_rows": _counts(cfg, target)}  # fmt: skip
+
+
+def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:
+    """Every reachable primary's commit mode: sync waits for the peer's standby (by name)."""
+    done: dict[str, str] = {}
+    for region, r in cfg.regions.items():
+        names = app_name(r.peer) if mode == "sync" else ""
+        with db.connect(cfg, db.home(cfg, region), dbname="postgres") as conn:
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'".encode())
+            conn.execute("SELECT pg_reload_conf()")
+        done[region] = mode
+    return done
+
+
+def current_mode(cfg: RecordsConfig, region: str) -> str:
+    (row,) = db.query(cfg, db.home(cfg, region), "SHOW synchronous_standby_names")
+    return "sync" if str(next(iter(row.values()))).strip() else "async"
