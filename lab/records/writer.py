@@ -71,7 +71,8 @@ class Writer:
                         (round(self.audio_s), round(self.audio_s) + 1, cid, cid),
                     )
                     cur.execute(
-                        "INSERT INTO recordings (call_id, region, bytes, duration_s, sha256) VALUES (%s, %s, %s, %s, %s)",
+                        "INSERT INTO recordings (call_id, region, bytes, duration_s, sha256) "
+                        "VALUES (%s, %s, %s, %s, %s)",
                         (cid, self.region, audio, self.audio_s, hashlib.sha256(audio).hexdigest()),
                     )
                 conn.commit()
