@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +51,9 @@ def promote(cfg: RecordsConfig, lost: str, force: bool = False) -> dict[str, Any
         # own yet, every commit would wait forever.
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
         conn.execute("SELECT pg_reload_conf()")
+        # Until a checkpoint records the new timeline in pg_control, pg_rewind sees source and
+        # target on one timeline and says "no rewind required" (then the rebuilt standby diverges).
+        conn.execute("CHECKPOINT")
         (lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text AS lsn").fetchall()
     return {"region": lost, "promoted_in": survivor, "already": False, "lsn": lsn["lsn"],
             "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
@@ -92,30 +96,40 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[st
         raise OperationFailed(f"{cfg.region(region).service} is not running; start it (the region came back?) first")
     host, port = _proxy_listen(cfg, cfg.region(region).copy_proxy)
     started = time.monotonic()
+    with db.connect(cfg, source, dbname="postgres") as conn:
+        conn.execute("CHECKPOINT")  # the promotion's timeline must be in pg_control (see promote)
+        (tli,) = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchall()
     res = state.container.exec_run(["wobble-db", "rewind-home", host, str(port)], demux=True)
     out, err = (b.decode(errors="replace") if b else "" for b in res.output)
     if res.exit_code != 0:
         last = (err.strip().splitlines() or ["no output"])[-1]
         raise OperationFailed(f"resync of {region} failed: {last}")
-    method = next((ln.split("=", 1)[1] for ln in out.splitlines() if ln.startswith("method=")), "unknown")
+    found = re.search(r"method=(\w+)", out)
+    method = found.group(1) if found else "unknown"
+    rewound_s = round(time.monotonic() - started, 3)
     target = db.home(cfg, region)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             (src,) = db.query(cfg, source, "SELECT pg_current_wal_lsn()::text AS lsn")
-            (dst,) = db.query(cfg, target, "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r")
+            (dst,) = db.query(cfg, target, "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r, "
+                              "(SELECT received_tli FROM pg_stat_wal_receiver) AS tli")  # fmt: skip
             (cmp,) = db.query(cfg, source, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) AS d",
                               (src["lsn"], dst["lsn"] or "0/0"))  # fmt: skip
-            if dst["r"] and float(cmp["d"]) <= 0:
+            # Caught up on the promoted timeline (an unrewound old primary is "ahead" on the old one).
+            if dst["r"] and dst["tli"] == tli["timeline_id"] and float(cmp["d"]) <= 0:
                 break
         except RecordsError:
             pass  # the rebuilt standby is still starting
         if time.monotonic() > deadline:
             raise OperationFailed(f"{region}'s rebuilt standby did not catch up in {timeout_s:.0f} s")
         time.sleep(0.5)
-    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method,
-            "seconds": round(time.monotonic() - started, 3), "source_rows": _counts(cfg, source),
-            "rebuilt_rows": _counts(cfg, target)}  # fmt: skip
+    took = round(time.monotonic() - started, 3)
+    src_rows, dst_rows = _counts(cfg, source), _counts(cfg, target)
+    if src_rows != dst_rows:
+        raise OperationFailed(f"{region} rebuilt but its rows {dst_rows} differ from the promoted primary's {src_rows}")
+    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method, "seconds": took, "rewind_s": rewound_s,
+            "source_rows": src_rows, "rebuilt_rows": dst_rows}  # fmt: skip
 
 
 def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:
@@ -133,3 +147,34 @@ def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:
 def current_mode(cfg: RecordsConfig, region: str) -> str:
     (row,) = db.query(cfg, db.home(cfg, region), "SHOW synchronous_standby_names")
     return "sync" if str(next(iter(row.values()))).strip() else "async"
+
+
+def region_loss(cfg: RecordsConfig, region: str) -> float:
+    """Lose `region`'s records server abruptly, as a region loss does: its replication egress on
+    the backbone goes first (WAL already queued in the WAN leaves with the region, instead of
+    draining to the standby after the 'crash'), then the server is SIGKILLed. Returns the kill time."""
+    from lab.records import wan
+
+    for proxy in wan._proxies(cfg):
+        if proxy.name in (cfg.region(region).repl_proxy, cfg.region(cfg.region(region).peer).copy_proxy):
+            proxy.disable()
+    state = groundtruth.server_state(cfg, region)
+    if state.container is None or not state.running:
+        raise OperationFailed(f"{cfg.region(region).service} is not running")
+    state.container.kill()
+    return time.time()
+
+
+def region_back(cfg: RecordsConfig, region: str) -> None:
+    """The region returns: its replication egress is re-enabled and its server started (its home
+    stays fenced while the peer has promoted the copy; `resync` rebuilds it)."""
+    from lab.records import wan
+
+    for proxy in wan._proxies(cfg):
+        if proxy.name in (cfg.region(region).repl_proxy, cfg.region(cfg.region(region).peer).copy_proxy):
+            proxy.enable()
+    state = groundtruth.server_state(cfg, region)
+    if state.container is None:
+        raise OperationFailed(f"{cfg.region(region).service} has no container to start")
+    if not state.running:
+        state.container.start()
