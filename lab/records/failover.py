@@ -128,8 +128,8 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[st
     src_rows, dst_rows = _counts(cfg, source), _counts(cfg, target)
     if src_rows != dst_rows:
         raise OperationFailed(f"{region} rebuilt but its rows {dst_rows} differ from the promoted primary's {src_rows}")
-    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method, "seconds": took, "rewind_s": rewound_s,
-            "source_rows": src_rows, "rebuilt_rows": dst_rows}  # fmt: skip
+    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method, "seconds": took,
+            "rewind_s": rewound_s, "source_rows": src_rows, "rebuilt_rows": dst_rows}  # fmt: skip
 
 
 def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:
