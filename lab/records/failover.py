@@ -149,20 +149,34 @@ def current_mode(cfg: RecordsConfig, region: str) -> str:
     return "sync" if str(next(iter(row.values()))).strip() else "async"
 
 
-def region_loss(cfg: RecordsConfig, region: str) -> float:
-    """Lose `region`'s records server abruptly, as a region loss does: its replication egress on
-    the backbone goes first (WAL already queued in the WAN leaves with the region, instead of
-    draining to the standby after the 'crash'), then the server is SIGKILLed. Returns the kill time."""
-    from lab.records import wan
+class RegionLoss:
+    """Lose `region`'s records server abruptly, as a region loss does. Everything is looked up
+    first, so `now()` is two calls: its replication egress on the backbone is cut (WAL queued in
+    the WAN leaves with the region instead of draining to the standby after the 'crash'), then the
+    server is SIGKILLed."""
 
-    for proxy in wan._proxies(cfg):
-        if proxy.name in (cfg.region(region).repl_proxy, cfg.region(cfg.region(region).peer).copy_proxy):
-            proxy.disable()
-    state = groundtruth.server_state(cfg, region)
-    if state.container is None or not state.running:
-        raise OperationFailed(f"{cfg.region(region).service} is not running")
-    state.container.kill()
-    return time.time()
+    def __init__(self, cfg: RecordsConfig, region: str) -> None:
+        from lab.records import wan
+
+        self.region = region
+        wanted = cfg.region(region).repl_proxy
+        self.proxy = next(p for p in wan._proxies(cfg) if p.name == wanted)
+        state = groundtruth.server_state(cfg, region)
+        if state.container is None or not state.running:
+            raise OperationFailed(f"{cfg.region(region).service} is not running")
+        self.container = state.container
+
+    def now(self) -> tuple[float, float]:
+        """(when the egress was cut, when the server was killed), UNIX s."""
+        self.proxy.disable()
+        t_cut = time.time()
+        self.container.kill()
+        return t_cut, time.time()
+
+
+def region_loss(cfg: RecordsConfig, region: str) -> float:
+    """Lose `region`'s records server abruptly (RegionLoss); returns the kill time."""
+    return RegionLoss(cfg, region).now()[1]
 
 
 def region_back(cfg: RecordsConfig, region: str) -> None:
@@ -171,7 +185,7 @@ def region_back(cfg: RecordsConfig, region: str) -> None:
     from lab.records import wan
 
     for proxy in wan._proxies(cfg):
-        if proxy.name in (cfg.region(region).repl_proxy, cfg.region(cfg.region(region).peer).copy_proxy):
+        if proxy.name == cfg.region(region).repl_proxy:
             proxy.enable()
     state = groundtruth.server_state(cfg, region)
     if state.container is None:

@@ -100,8 +100,15 @@ def crash(
     there from the event log against the crashed primary's own data directory."""
     fresh(cfg)
     failover.set_mode(cfg, mode)  # type: ignore[arg-type]
-    w, before = load_then(cfg, seconds, rate, audio_s)
-    t_kill = failover.region_loss(cfg, ORIGIN)
+    loss = failover.RegionLoss(cfg, ORIGIN)
+    probe = lag.LagProbe(cfg, ORIGIN)
+    w = writer.Writer(cfg, ORIGIN, rate=rate, audio_s=audio_s).start()
+    time.sleep(seconds)
+    if w.error:
+        raise OperationFailed(f"writer failed: {w.error}")
+    before, t_seen = probe.read(), time.time()
+    t_cut, t_kill = loss.now()
+    probe.close()
     w.stop()
     committed = w.committed
     span = committed[-1].t_commit - committed[0].t_commit if len(committed) > 1 else 0.0  # type: ignore[operator]
@@ -113,7 +120,10 @@ def crash(
     lost_ids = {f.call_id for f in report.findings if f.cls == "committed_not_replicated"}
     acked_lost = [x for x in committed if x.call_id in lost_ids]
     lat = w.commit_latencies_ms()
-    predicted = (before.seconds or 0.0) * actual_rate
+    # The lag at the cut, extrapolated from the lag seen just before it: after the cut nothing
+    # more reaches the standby, so every commit until the kill adds to it.
+    lag_at_kill = (before.seconds or 0.0) + (t_kill - t_seen)
+    predicted = lag_at_kill * actual_rate
     return {
         "mode": mode,
         "wan": cfg.wan.model_dump(),
@@ -123,12 +133,14 @@ def crash(
             "seconds": seconds,
         },
         "lag_before_kill": {"seconds": before.seconds, "bytes": before.bytes, "state": before.state},
-        "kill_after_lag_s": round(t_kill - (w.done[-1].t_start if w.done else t_kill), 3),
+        "cut_after_lag_read_s": round(t_cut - t_seen, 3),
+        "kill_after_lag_read_s": round(t_kill - t_seen, 3),
         "committed": len(committed),
         "counts": counts,
         "committed_not_replicated": counts["committed_not_replicated"],
         "acknowledged_lost": len(acked_lost),
         "predicted_from_lag": round(predicted, 1),
+        "lag_only_prediction": round((before.seconds or 0.0) * actual_rate, 1),
         "rpo_records": counts["committed_not_replicated"],
         "rpo_seconds": round(counts["committed_not_replicated"] / actual_rate, 2) if actual_rate else None,
         "commit_ms": {
