@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WOBBLE := .venv/bin/wobble
 STAMPS := .stamps
-IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev
+IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
 .PHONY: setup up down run call test test-unit test-lab lint bench clean check-docker images
@@ -79,6 +79,7 @@ bench: setup
 	$(PY) -m lab.bench_steering
 	$(PY) -m lab.bench_workload
 	$(PY) -m lab.bench_chaos
+	$(PY) -m lab.records.bench
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

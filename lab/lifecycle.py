@@ -15,12 +15,12 @@ from lab.errors import HealthTimeout, LabNotUp, PortInUse, WobbleError
 from lab.topology import PROJECT, Topology
 
 log = logging.getLogger("wobble.lab")
-IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev")
+IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev")
 #: Health states that count as ready (`running`: a service without a health check).
 READY = ("healthy", "running")
 SERVICES = (
     "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
-    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos",
+    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos", "db-a", "db-b", "records-exporter",
 )  # fmt: skip
 
 

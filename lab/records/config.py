@@ -30,6 +30,7 @@ class RegionDb(BaseModel):
 
     service: str
     host: str  # the db's address on its region network (what the PBX and the host CLI use)
+    backbone_host: str | None = None  # its backbone address (the records exporter lives there)
     peer: str
     repl_proxy: str  # toxiproxy proxy carrying this region's home to the peer's standby
     copy_proxy: str  # toxiproxy proxy in front of the peer's copy of this region (resync source)
@@ -42,6 +43,9 @@ class RecordsConfig(BaseModel):
 
     project: str = "wobble"
     mode: Mode = "async"
+    #: Which address of each server to use: the host CLI reaches the region networks; the records
+    #: exporter, on the backbone only, sets backbone.
+    via: Literal["region", "backbone"] = "region"
     wan: WanProfile = WanProfile()
     toxiproxy_api: str = "http://10.77.9.60:8474"
     password: str = "wobble"

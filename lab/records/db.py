@@ -33,14 +33,19 @@ class Endpoint:
         return f"{self.service} {self.cluster} ({self.holds}'s records, {self.host}:{self.port})"
 
 
+def _host(cfg: RecordsConfig, region: str) -> str:
+    r = cfg.region(region)
+    return r.backbone_host if cfg.via == "backbone" and r.backbone_host else r.host
+
+
 def home(cfg: RecordsConfig, region: str) -> Endpoint:
     r = cfg.region(region)
-    return Endpoint(region, "home", region, r.service, r.host, r.home_port)
+    return Endpoint(region, "home", region, r.service, _host(cfg, region), r.home_port)
 
 
 def copy(cfg: RecordsConfig, region: str) -> Endpoint:
     r = cfg.region(region)
-    return Endpoint(region, "copy", r.peer, r.service, r.host, r.copy_port)
+    return Endpoint(region, "copy", r.peer, r.service, _host(cfg, region), r.copy_port)
 
 
 @contextmanager
