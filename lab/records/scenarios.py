@@ -124,6 +124,11 @@ def crash(
     # more reaches the standby, so every commit until the kill adds to it.
     lag_at_kill = (before.seconds or 0.0) + (t_kill - t_seen)
     predicted = lag_at_kill * actual_rate
+    # The same prediction in records actually written (the load is bursty on a busy machine): every
+    # commit after (lag read - lag seconds) was not on the standby yet.
+    boundary = t_seen - (before.seconds or 0.0)
+    in_window = sum(1 for x in committed if x.t_commit is not None and x.t_commit > boundary)
+    one_s = sum(1 for x in committed if x.t_commit is not None and boundary - 0.5 < x.t_commit <= boundary + 0.5)
     return {
         "mode": mode,
         "wan": cfg.wan.model_dump(),
@@ -141,6 +146,8 @@ def crash(
         "acknowledged_lost": len(acked_lost),
         "predicted_from_lag": round(predicted, 1),
         "lag_only_prediction": round((before.seconds or 0.0) * actual_rate, 1),
+        "predicted_in_window": in_window,
+        "traffic_in_1s_at_boundary": one_s,
         "rpo_records": counts["committed_not_replicated"],
         "rpo_seconds": round(counts["committed_not_replicated"] / actual_rate, 2) if actual_rate else None,
         "commit_ms": {

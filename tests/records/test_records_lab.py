@@ -39,8 +39,10 @@ def test_async_region_loss_rpo_matches_lag_then_resync_loses_nothing(rt: Records
     lost = res["committed_not_replicated"]
     assert res["lag_before_kill"]["seconds"] > 1.0, "the WAN profile made no lag: nothing measured"
     assert lost > 0
-    # Within one second of traffic of what the lag seen just before the kill predicts.
-    assert abs(lost - res["lag_only_prediction"]) <= rate, res
+    # Within one second of traffic of what the lag seen just before the kill predicts: the records
+    # committed in the last `lag seconds` before it (the writer is bursty on a busy machine, so
+    # counted, not rate x seconds; both are reported).
+    assert abs(lost - res["predicted_in_window"]) <= max(rate, res["traffic_in_1s_at_boundary"]), res
     assert res["counts"]["not_written"] == 0 and res["counts"]["missing"] == 0
     assert res["counts"]["never_committed"] <= 1  # the one record in flight at the kill, at most
     resync = scenarios.resync_after_crash(rt)
