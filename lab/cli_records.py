@@ -108,12 +108,18 @@ def promote_cmd(
 
 
 @records_app.command("resync")
-def resync_cmd(region: RegionOpt, as_json: JsonOpt = False) -> None:
+def resync_cmd(
+    region: RegionOpt,
+    salvage: Annotated[
+        bool, typer.Option(help="First copy records only the old primary has into the promoted one.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
     """The lost region came back: rebuild its old primary as a standby of the promoted copy
     (pg_rewind, or a fresh base backup), then check it has every row the promoted one has."""
     from lab.records import failover
 
-    res = _guard(lambda: failover.resync(_cfg(), region))
+    res = _guard(lambda: failover.resync(_cfg(), region, salvage=salvage))
     _emit(res, as_json, f"{region} resynced by {res['method']} in {res['seconds']} s; rows {res['rebuilt_rows']}")
 
 

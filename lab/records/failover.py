@@ -76,10 +76,12 @@ def _counts(cfg: RecordsConfig, ep: db.Endpoint) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
-def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[str, Any]:
+def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0, salvage: bool = True) -> dict[str, Any]:
     """Rebuild `region`'s old primary (back after a loss) as a standby of its promoted copy in the
-    peer region: pg_rewind, or a fresh base backup when rewind cannot. Returns when the rebuilt
-    standby has replayed everything the promoted primary had, with row counts to prove it."""
+    peer region: pg_rewind, or a fresh base backup when rewind cannot. First (unless not
+    `salvage`) the records only the old primary had (committed, never replicated) are copied into
+    the promoted one, so nothing is lost. Returns when the rebuilt standby has replayed everything
+    the promoted primary had, with row counts to prove it."""
     peer = cfg.region(region).peer
     source = db.copy(cfg, peer)
     try:
@@ -96,6 +98,15 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[st
         raise OperationFailed(f"{cfg.region(region).service} is not running; start it (the region came back?) first")
     host, port = _proxy_listen(cfg, cfg.region(region).copy_proxy)
     started = time.monotonic()
+    salvaged: dict[str, Any] = {}
+    if salvage:
+        from lab.records.salvage import salvage as salvage_rows
+
+        stop = state.container.exec_run(["wobble-db", "stop-home"], demux=True)
+        if stop.exit_code != 0:
+            raise OperationFailed(f"resync of {region}: its old home would not stop (exit {stop.exit_code})")
+        salvaged = salvage_rows(cfg, region, state, source)
+        log.info("resync %s: salvaged %s into the promoted primary", region, salvaged)
     with db.connect(cfg, source, dbname="postgres") as conn:
         conn.execute("CHECKPOINT")  # the promotion's timeline must be in pg_control (see promote)
         (tli,) = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchall()
@@ -129,7 +140,8 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[st
     if src_rows != dst_rows:
         raise OperationFailed(f"{region} rebuilt but its rows {dst_rows} differ from the promoted primary's {src_rows}")
     return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method, "seconds": took,
-            "rewind_s": rewound_s, "source_rows": src_rows, "rebuilt_rows": dst_rows}  # fmt: skip
+            "rewind_s": rewound_s, "salvaged": salvaged, "source_rows": src_rows,
+            "rebuilt_rows": dst_rows}  # fmt: skip
 
 
 def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:

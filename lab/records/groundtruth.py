@@ -61,6 +61,25 @@ def _cache_file(cfg: RecordsConfig, region: str) -> Path:
     return paths.VAR / "records" / f"groundtruth-{cfg.project}-{region}.json"
 
 
+def run_sql(cfg: RecordsConfig, region: str, state: ServerState, sqls: list[str]) -> list[str]:
+    """Run each SQL (a COPY ... TO STDOUT) on a private copy of `region`'s stopped home cluster;
+    returns each output."""
+    if state.container is None or state.volume is None:
+        raise DbMissing(f"{cfg.region(region).service}: no container or data volume to read from")
+    image = state.container.attrs.get("Config", {}).get("Image") or "wobble/db:dev"
+    try:
+        out = dockerctl.client().containers.run(
+            image, ["groundtruth", *sqls], volumes={state.volume: {"bind": "/src", "mode": "ro"}},
+            network_mode="none", remove=True, stdout=True, stderr=False,
+        )  # fmt: skip
+    except ContainerError as exc:
+        err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise OperationFailed(f"reading {region}'s data directory failed: {err[-1] if err else exc}") from exc
+    except (ImageNotFound, DockerException) as exc:
+        raise OperationFailed(f"reading {region}'s data directory failed: {exc}; run `make images`") from exc
+    return [part.lstrip("\n") for part in out.decode().split(SEPARATOR + "\n")]
+
+
 def read(cfg: RecordsConfig, region: str, state: ServerState) -> Records:
     """What `region`'s home primary had committed when it stopped; `state` must be a stopped server."""
     if state.container is None or state.volume is None:
@@ -73,20 +92,10 @@ def read(cfg: RecordsConfig, region: str, state: ServerState) -> Records:
             return sources.records_from_rows(cached["cdr"], cached["recordings"])
     except (OSError, ValueError, KeyError):
         pass
-    image = state.container.attrs.get("Config", {}).get("Image") or "wobble/db:dev"
-    cmd = ["groundtruth", sources.copy_csv(sources.CDR_SQL), sources.copy_csv(sources.REC_SQL)]
     log.info("reading %s's committed records from volume %s", region, state.volume)
-    try:
-        out = dockerctl.client().containers.run(
-            image, cmd, volumes={state.volume: {"bind": "/src", "mode": "ro"}}, network_mode="none",
-            remove=True, stdout=True, stderr=False,
-        )  # fmt: skip
-    except ContainerError as exc:
-        err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise OperationFailed(f"reading {region}'s data directory failed: {err[-1] if err else exc}") from exc
-    except (ImageNotFound, DockerException) as exc:
-        raise OperationFailed(f"reading {region}'s data directory failed: {exc}; run `make images`") from exc
-    cdr_text, _, rec_text = out.decode().partition(SEPARATOR + "\n")
+    cdr_text, rec_text = run_sql(
+        cfg, region, state, [sources.copy_csv(sources.CDR_SQL), sources.copy_csv(sources.REC_SQL)]
+    )
     cdr_rows, rec_rows = sources.parse_csv(cdr_text), sources.parse_csv(rec_text)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "cdr": cdr_rows, "recordings": rec_rows}))
