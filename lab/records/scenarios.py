@@ -19,7 +19,7 @@ from typing import Any
 
 from lab import events, paths
 from lab.lifecycle import compose_bin
-from lab.records import config, failover, gather, groundtruth, lag, wan, writer
+from lab.records import config, db, failover, gather, groundtruth, lag, sources, wan, writer
 from lab.records.config import RecordsConfig
 from lab.records.errors import OperationFailed, RecordsError
 
@@ -160,11 +160,14 @@ def crash(
     }
 
 
-def resync_after_crash(cfg: RecordsConfig, more_s: float = 3.0, keep_wan: bool = False) -> dict[str, Any]:
+def resync_after_crash(
+    cfg: RecordsConfig, more_s: float = 3.0, keep_wan: bool = False, salvage: bool = True
+) -> dict[str, Any]:
     """After `crash`: write to the promoted copy, bring region-a back (its home stays fenced),
     resync it by pg_rewind, and prove the rebuilt standby holds every row the promoted one has."""
     promoted_cfg = cfg.model_copy(update={"regions": {**cfg.regions, ORIGIN: cfg.regions[ORIGIN].model_copy(
         update={"host": cfg.regions[SURVIVOR].host, "home_port": cfg.regions[SURVIVOR].copy_port})}})  # fmt: skip
+    truth = groundtruth.read(cfg, ORIGIN, groundtruth.server_state(cfg, ORIGIN))
     w = writer.Writer(promoted_cfg, ORIGIN, rate=5.0, audio_s=1.0).start()
     time.sleep(more_s)
     w.stop()
@@ -179,7 +182,12 @@ def resync_after_crash(cfg: RecordsConfig, more_s: float = 3.0, keep_wan: bool =
         time.sleep(0.5)
     if not keep_wan:
         wan.clear(cfg)  # pg_rewind copies whole WAL segments: ~4 min at 256 KB/s; measured apart
-    res = failover.resync(cfg, ORIGIN)
+    res = failover.resync(cfg, ORIGIN, salvage=salvage)
+    rebuilt = sources.read_live(cfg, db.home(cfg, ORIGIN))
+    # Nothing lost: every record the crashed primary had committed, and every record written to
+    # the promoted one since, is in the rebuilt standby.
+    want_ids = set(truth.cdrs) | {x.call_id for x in w.committed}
+    res["missing_after_resync"] = sorted(want_ids - set(rebuilt.cdrs) | (want_ids - set(rebuilt.recordings)))
     res["fenced_before_resync"] = fenced
     res["post_failover_writes"] = len(w.committed)
     res["wan_during_resync"] = keep_wan

@@ -50,6 +50,10 @@ def test_async_region_loss_rpo_matches_lag_then_resync_loses_nothing(rt: Records
     assert resync["fenced_before_resync"], "the old primary came back as a primary (split brain)"
     assert resync["method"] in ("pg_rewind", "basebackup")
     assert resync["source_rows"] == resync["rebuilt_rows"]
+    # The records only the crashed primary had were salvaged into the promoted one before the
+    # rewind: every committed record, before and after the failover, is there.
+    assert resync["salvaged"]["recordings"] == lost
+    assert resync["missing_after_resync"] == []
 
 
 def test_sync_mode_loses_no_committed_record_and_costs_latency(rt: RecordsConfig) -> None:
