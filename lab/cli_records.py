@@ -123,6 +123,16 @@ def resync_cmd(
     _emit(res, as_json, f"{region} resynced by {res['method']} in {res['seconds']} s; rows {res['rebuilt_rows']}")
 
 
+@records_app.command("failback")
+def failback_cmd(region: RegionOpt, as_json: JsonOpt = False) -> None:
+    """After resync: make REGION's own server the primary of its records again (the promoted copy
+    is stopped cleanly first, so nothing is lost) and rejoin the copy as its standby."""
+    from lab.records import failover
+
+    res = _guard(lambda: failover.failback(_cfg(), region))
+    _emit(res, as_json, f"{region}'s records back on its own primary in {res['seconds']} s; rows {res['rows']}")
+
+
 @records_app.command("mode")
 def mode_cmd(
     mode: Annotated[str | None, typer.Argument(help="async or sync; none: show the current mode.")] = None,

@@ -204,3 +204,69 @@ def region_back(cfg: RecordsConfig, region: str) -> None:
         raise OperationFailed(f"{cfg.region(region).service} has no container to start")
     if not state.running:
         state.container.start()
+
+
+def _exec(cfg: RecordsConfig, region: str, cmd: list[str]) -> str:
+    state = groundtruth.server_state(cfg, region)
+    if state.container is None or not state.running:
+        raise OperationFailed(f"{cfg.region(region).service} is not running")
+    res = state.container.exec_run(cmd, demux=True)
+    out, err = (b.decode(errors="replace") if b else "" for b in res.output)
+    if res.exit_code != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise OperationFailed(f"{cfg.region(region).service}: {' '.join(cmd)} failed: {last}")
+    return out
+
+
+def _caught_up(cfg: RecordsConfig, primary: db.Endpoint, standby: db.Endpoint) -> bool:
+    (p,) = db.query(cfg, primary, "SELECT pg_current_wal_lsn()::text AS lsn")
+    (s,) = db.query(cfg, standby, "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r")
+    if not s["r"] or s["lsn"] is None:
+        return False
+    (d,) = db.query(cfg, primary, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) AS d", (p["lsn"], s["lsn"]))
+    return float(d["d"]) <= 0
+
+
+def failback(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """After `resync`: hand `region`'s records back to its own server. Once its home (a standby of
+    the promoted copy) has caught up, the promoted copy is stopped cleanly (it ships every
+    committed record first), the home is promoted, and the copy rejoins as its standby."""
+    peer = cfg.region(region).peer
+    promoted, home_ep = db.copy(cfg, peer), db.home(cfg, region)
+    if _in_recovery(cfg, promoted):
+        raise OperationFailed(f"{peer}'s copy of {region} is not promoted: nothing to fail back")
+    if not _in_recovery(cfg, home_ep):
+        raise OperationFailed(f"{region}'s home is already a primary; resync it first (`wobble records resync`)")
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while not _caught_up(cfg, promoted, home_ep):
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{region}'s home did not catch up with the promoted copy in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    before = _counts(cfg, promoted)
+    _exec(cfg, peer, ["wobble-db", "stop-copy"])
+    with db.connect(cfg, home_ep, dbname="postgres") as conn:
+        # Replay whatever the clean shutdown shipped last, then promote.
+        (row,) = conn.execute("SELECT pg_promote(true, 60) AS ok").fetchall()
+        if not row["ok"]:
+            raise OperationFailed(f"{home_ep}: pg_promote did not finish in 60 s")
+        names = app_name(peer) if cfg.mode == "sync" else ""
+        conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'".encode())
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("CHECKPOINT")
+    out = _exec(cfg, peer, ["wobble-db", "rewind-copy"])
+    found = re.search(r"method=(\w+)", out)
+    while True:
+        try:
+            if _caught_up(cfg, home_ep, promoted):
+                break
+        except RecordsError:
+            pass  # the copy is still starting
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{peer}'s copy did not rejoin {region} as a standby in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    after_home, after_copy = _counts(cfg, home_ep), _counts(cfg, promoted)
+    if not (before == after_home == after_copy):
+        raise OperationFailed(f"failback of {region}: rows {before} before, home {after_home}, copy {after_copy}")
+    return {"region": region, "seconds": round(time.monotonic() - started, 3), "copy_rejoined_by":
+            found.group(1) if found else "unknown", "rows": after_home, "mode": cfg.mode}  # fmt: skip

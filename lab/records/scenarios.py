@@ -189,6 +189,17 @@ def resync_after_crash(
     want_ids = set(truth.cdrs) | {x.call_id for x in w.committed}
     res["missing_after_resync"] = sorted(want_ids - set(rebuilt.cdrs) | (want_ids - set(rebuilt.recordings)))
     res["fenced_before_resync"] = fenced
+    fb = failover.failback(cfg, ORIGIN)
+    # Back to normal: a new record in region-a's own primary reaches region-b's standby again.
+    w2 = writer.Writer(cfg, ORIGIN, rate=5.0, audio_s=0.5).start()
+    time.sleep(1.0)
+    w2.stop()
+    deadline = time.monotonic() + 30
+    new = {x.call_id for x in w2.committed}
+    while time.monotonic() < deadline and not new <= sources.read_live(cfg, db.copy(cfg, SURVIVOR)).cdrs:
+        time.sleep(0.5)
+    fb["replicating_again"] = bool(new) and new <= sources.read_live(cfg, db.copy(cfg, SURVIVOR)).cdrs
+    res["failback"] = fb
     res["post_failover_writes"] = len(w.committed)
     res["wan_during_resync"] = keep_wan
     return res

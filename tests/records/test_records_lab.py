@@ -54,6 +54,9 @@ def test_async_region_loss_rpo_matches_lag_then_resync_loses_nothing(rt: Records
     # rewind: every committed record, before and after the failover, is there.
     assert resync["salvaged"]["recordings"] == lost
     assert resync["missing_after_resync"] == []
+    # Failback: region-a's own server is the primary again, with every row, and replicates again.
+    assert resync["failback"]["rows"] == resync["rebuilt_rows"]
+    assert resync["failback"]["replicating_again"]
 
 
 def test_sync_mode_loses_no_committed_record_and_costs_latency(rt: RecordsConfig) -> None:
