@@ -6,7 +6,7 @@ STAMPS := .stamps
 IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-unit test-lab lint bench clean check-docker images
+.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -65,6 +65,10 @@ call: up
 # at the end only if this run brought it up.
 test: setup
 	@scripts/with-lab.sh $(PY) -m pytest -q tests
+
+# The records lab tests alone (their own small lab, project wobble-rt; runs beside a live lab).
+test-records: $(STAMPS)/venv images
+	$(PY) -m pytest -q -m records tests/records
 
 test-unit: $(STAMPS)/venv
 	$(PY) -m pytest -q tests/unit
