@@ -135,11 +135,26 @@ def up(timeout_s: float = 240.0) -> float:
             raise WobbleError(f"compose up failed: {lines[-1] if lines else 'no output'}")
         wait_healthy(timeout_s)
         wait_steering_all_up(max(10.0, timeout_s - (time.monotonic() - started)))
+        apply_records_wan()
     except BaseException:
         log.warning("the lab did not come up; taking it down again")
         down()
         raise
     return time.monotonic() - started
+
+
+def apply_records_wan() -> None:
+    """The backbone's WAN profile on the records replication proxies (lab/records/records.yaml).
+    Not fatal: without it the lab works, replication is only faster than a WAN's."""
+    from lab.records import config, wan
+
+    try:
+        cfg = config.load()
+        if cfg.wan_on_up:
+            wan.apply(cfg, cfg.wan)
+            log.info("records WAN profile on the replication proxies: %s", cfg.wan.model_dump())
+    except WobbleError as exc:
+        log.warning("records WAN profile not applied: %s", exc)
 
 
 def stop_wardens() -> int:

@@ -47,6 +47,8 @@ class RecordsConfig(BaseModel):
     #: exporter, on the backbone only, sets backbone.
     via: Literal["region", "backbone"] = "region"
     wan: WanProfile = WanProfile()
+    #: `wobble up` applies the WAN profile once the lab is healthy (off: `wobble records wan`).
+    wan_on_up: bool = True
     toxiproxy_api: str = "http://10.77.9.60:8474"
     password: str = "wobble"
     connect_timeout_s: float = Field(default=3.0, gt=0, le=60)

@@ -172,9 +172,9 @@ def reconcile(
     for call in calls:
         if since is not None and call.t_invoke < since:
             continue
+        seen.add(call.call_id)
         if call.t_end is not None and not call.answered:
             continue  # never answered: no recording, and its CDR proves nothing
-        seen.add(call.call_id)
         view = views.get(call.region) if call.region is not None else None
         if call.region is None:  # no completion yet: which region took it is not known
             crashed = [v for v in views.values() if v.crashed_at is not None]
