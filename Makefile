@@ -3,10 +3,10 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WOBBLE := .venv/bin/wobble
 STAMPS := .stamps
-IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev
+IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-unit test-lab lint bench clean check-docker images
+.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -66,6 +66,10 @@ call: up
 test: setup
 	@scripts/with-lab.sh $(PY) -m pytest -q tests
 
+# The records lab tests alone (their own small lab, project wobble-rt; runs beside a live lab).
+test-records: $(STAMPS)/venv images
+	$(PY) -m pytest -q -m records tests/records
+
 test-unit: $(STAMPS)/venv
 	$(PY) -m pytest -q tests/unit
 
@@ -79,6 +83,7 @@ bench: setup
 	$(PY) -m lab.bench_steering
 	$(PY) -m lab.bench_workload
 	$(PY) -m lab.bench_chaos
+	$(PY) -m lab.records.bench
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

@@ -24,7 +24,7 @@ from typing import Any
 from lab import paths
 
 CALLS_PER_REGION = 3
-IMAGES = ["wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev",
+IMAGES = ["wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev",
           "debian:bookworm-slim", "debian:sid-slim"]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import typer
 from lab import lifecycle
 from lab.call import place_call
 from lab.cli_fault import fault_app
+from lab.cli_records import records_app
 from lab.errors import BadInput, HealthTimeout, WobbleError
 from lab.steering import client as steering_client
 
@@ -125,6 +126,7 @@ def load(
 
 
 app.add_typer(fault_app, name="fault")
+app.add_typer(records_app, name="records")
 
 events_app = typer.Typer(no_args_is_help=True, help="The lab's event log (var/events.jsonl).")
 app.add_typer(events_app, name="events")

@@ -15,12 +15,12 @@ from lab.errors import HealthTimeout, LabNotUp, PortInUse, WobbleError
 from lab.topology import PROJECT, Topology
 
 log = logging.getLogger("wobble.lab")
-IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev")
+IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev")
 #: Health states that count as ready (`running`: a service without a health check).
 READY = ("healthy", "running")
 SERVICES = (
     "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
-    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos",
+    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos", "db-a", "db-b", "records-exporter",
 )  # fmt: skip
 
 
@@ -135,11 +135,26 @@ def up(timeout_s: float = 240.0) -> float:
             raise WobbleError(f"compose up failed: {lines[-1] if lines else 'no output'}")
         wait_healthy(timeout_s)
         wait_steering_all_up(max(10.0, timeout_s - (time.monotonic() - started)))
+        apply_records_wan()
     except BaseException:
         log.warning("the lab did not come up; taking it down again")
         down()
         raise
     return time.monotonic() - started
+
+
+def apply_records_wan() -> None:
+    """The backbone's WAN profile on the records replication proxies (lab/records/records.yaml).
+    Not fatal: without it the lab works, replication is only faster than a WAN's."""
+    from lab.records import config, wan
+
+    try:
+        cfg = config.load()
+        if cfg.wan_on_up:
+            wan.apply(cfg, cfg.wan)
+            log.info("records WAN profile on the replication proxies: %s", cfg.wan.model_dump())
+    except WobbleError as exc:
+        log.warning("records WAN profile not applied: %s", exc)
 
 
 def stop_wardens() -> int:

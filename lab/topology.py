@@ -23,6 +23,8 @@ class Region(BaseModel):
     media_region_ip: str
     pbx_ip: str
     agents_ip: str
+    db_ip: str  # the records database (lab/records) on the region network
+    db_backbone_ip: str  # ... and on the backbone (replication)
 
     @property
     def sbc_service(self) -> str:
@@ -35,6 +37,10 @@ class Region(BaseModel):
     @property
     def agents_service(self) -> str:
         return f"agents-{self.letter}"
+
+    @property
+    def db_service(self) -> str:
+        return f"db-{self.letter}"
 
     @property
     def media_service(self) -> str:
@@ -59,6 +65,8 @@ def _region(letter: str, index: int) -> Region:
         media_region_ip=f"{net}.21",
         pbx_ip=f"{net}.31",
         agents_ip=f"{net}.41",
+        db_ip=f"{net}.70",
+        db_backbone_ip=f"10.77.9.{70 + index}",
     )
 
 
@@ -73,6 +81,7 @@ class Topology(BaseModel):
     steering_http_port: int = 8080
     config_api_ip: str = "10.77.9.6"
     chaos_url: str = "http://10.77.9.7:8070"
+    records_exporter_ip: str = "10.77.9.73"
     toxiproxy_ips: dict[str, str] = {"region-a": "10.77.1.60", "region-b": "10.77.2.60", "backbone": "10.77.9.60"}
     resolver_ips: dict[str, str] = {
         "carrier": "10.77.0.2",

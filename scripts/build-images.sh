@@ -15,3 +15,4 @@ build wobble/python:dev . agents/Dockerfile
 build wobble/sbc:dev sbc/kamailio
 build wobble/media:dev sbc/rtpengine
 build wobble/pbx:dev sbc/asterisk
+build wobble/db:dev sbc/postgres

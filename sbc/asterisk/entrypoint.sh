@@ -9,6 +9,8 @@
 #   AGENT_COUNT   number of agent endpoints                        (default 4)
 #   RTP_START / RTP_END  RTP port range                            (default 20000 / 20999)
 #   PBX_VERBOSE   Asterisk verbose level on the console            (default 1)
+#   DB_HOST       the region's records database (db-a/db-b) address; empty: CSV CDRs only
+#   DB_PASSWORD   its password for user wobble                     (default wobble)
 set -eu
 
 die() { echo "pbx-entrypoint: $*" >&2; exit 64; }
@@ -21,11 +23,16 @@ AGENT_COUNT="${AGENT_COUNT:-4}"
 RTP_START="${RTP_START:-20000}"
 RTP_END="${RTP_END:-20999}"
 PBX_VERBOSE="${PBX_VERBOSE:-1}"
+DB_HOST="${DB_HOST:-}"
+DB_PASSWORD="${DB_PASSWORD:-wobble}"
+export DB_HOST DB_PASSWORD PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-3}"
 
 # Validate: the values are substituted into config files, so keep them to safe characters.
 case "$REGION" in ''|*[!A-Za-z0-9_.-]*) die "REGION must be set to [A-Za-z0-9_.-]+ (got '$REGION')";; esac
 case "$SBC_IP" in ''|*[!0-9A-Za-z.:/,-]*) die "SBC_IP must be set to an address, list or CIDR (got '$SBC_IP')";; esac
 case "$AGENT_PREFIX" in ''|*[!A-Za-z0-9_.-]*) die "AGENT_PREFIX must be [A-Za-z0-9_.-]+ (got '$AGENT_PREFIX')";; esac
+case "$DB_HOST" in *[!0-9A-Za-z.:-]*) die "DB_HOST must be an address or host name (got '$DB_HOST')";; esac
+case "$DB_PASSWORD" in ''|*[!A-Za-z0-9_.-]*) die "DB_PASSWORD must be [A-Za-z0-9_.-]+";; esac
 for v in AGENT_COUNT RTP_START RTP_END PBX_VERBOSE; do
   eval "val=\$$v"
   case "$val" in ''|*[!0-9]*) die "$v must be a non-negative integer (got '$val')";; esac
@@ -50,8 +57,17 @@ for f in "$src"/*.conf; do
       -e "s|@RTP_END@|$RTP_END|g" \
       -e "s|@PBX_VERBOSE@|$PBX_VERBOSE|g" \
       -e "s|@ENTITYID@|$ENTITYID|g" \
+      -e "s|@DB_HOST@|$DB_HOST|g" \
+      -e "s|@DB_PASSWORD@|$DB_PASSWORD|g" \
       "$f" > "$dst/$(basename "$f")"
 done
+
+# The records database backends only where there is a database (calls work without one).
+if [ -n "$DB_HOST" ]; then
+  printf '\n; records database (DB_HOST=%s)\nload = cdr_pgsql.so\nload = cel_pgsql.so\n' "$DB_HOST" >> "$dst/modules.conf"
+else
+  rm -f "$dst/cdr_pgsql.conf" "$dst/cel_pgsql.conf"
+fi
 
 # Agent endpoints and queue members.
 agents="$dst/pjsip_agents.conf"
@@ -97,6 +113,6 @@ done
 done
 
 mkdir -p /var/run/asterisk /var/lib/asterisk /var/spool/asterisk/monitor /var/log/asterisk/cdr-csv
-echo "pbx-entrypoint: $REGION sbc=$SBC_IP agents=$AGENT_PREFIX-001..$(printf '%s-%03d' "$AGENT_PREFIX" "$AGENT_COUNT") rehome=${REHOME_PREFIXES:-none} rtp=$RTP_START-$RTP_END"
+echo "pbx-entrypoint: $REGION sbc=$SBC_IP agents=$AGENT_PREFIX-001..$(printf '%s-%03d' "$AGENT_PREFIX" "$AGENT_COUNT") rehome=${REHOME_PREFIXES:-none} rtp=$RTP_START-$RTP_END db=${DB_HOST:-none}"
 
 exec "$@"

@@ -58,3 +58,30 @@ def test_region_addresses_match(compose: dict[str, Any]) -> None:
         assert svcs[r.agents_service]["networks"][r.network]["ipv4_address"] == r.agents_ip
         assert r.sbc_region_ip in svcs[r.agents_service]["command"]
     assert svcs["caller"]["networks"]["carrier"]["ipv4_address"] == Topology.default().caller_ip
+
+
+def test_records_databases_match_topology_config_and_proxies(compose: dict[str, Any]) -> None:
+    import json
+
+    from lab.records import config
+
+    svcs = compose["services"]
+    topo = Topology.default()
+    cfg = config.load(config.DEFAULT_PATH)
+    proxies = {p["name"]: p for p in json.loads((paths.ROOT / "chaos" / "proxies.json").read_text())}
+    for r in topo.regions:
+        dbsvc = svcs[r.db_service]
+        assert dbsvc["networks"][r.network]["ipv4_address"] == r.db_ip
+        assert dbsvc["networks"]["backbone"]["ipv4_address"] == r.db_backbone_ip
+        assert svcs[r.pbx_service]["environment"]["DB_HOST"] == r.db_ip
+        assert "db" not in str(svcs[r.pbx_service].get("depends_on")), "calls must not wait for the database"
+        rc = cfg.region(r.name)
+        assert (rc.service, rc.host, rc.backbone_host) == (r.db_service, r.db_ip, r.db_backbone_ip)
+        assert proxies[rc.repl_proxy]["upstream"] == f"{r.db_backbone_ip}:5432"
+        peer = topo.region(rc.peer)
+        assert proxies[rc.copy_proxy]["upstream"] == f"{peer.db_backbone_ip}:5433"
+        # the peer's standby streams this region through repl_proxy; the fencing check uses copy_proxy
+        env = svcs[peer.db_service]["environment"]
+        assert env["PEER_PORT"] == proxies[rc.repl_proxy]["listen"].rsplit(":", 1)[1]
+        assert svcs[r.db_service]["environment"]["PEER_COPY_PORT"] == proxies[rc.copy_proxy]["listen"].rsplit(":", 1)[1]
+    assert svcs["records-exporter"]["networks"]["backbone"]["ipv4_address"] == topo.records_exporter_ip
