@@ -34,9 +34,13 @@ PROXIED = {"crm": "crm", "idp": "idp", "config-api": "config-api"}
 #: The infrastructure each region is made of (a region outage takes all of it at once). Agents
 #: are people, not the region's machines: they outlive their region and re-home to the other one.
 REGION_SERVICES = {
-    "region-a": ("sbc-a", "media-a", "pbx-a"),
-    "region-b": ("sbc-b", "media-b", "pbx-b"),
+    "region-a": ("sbc-a", "media-a", "pbx-a", "db-a"),
+    "region-b": ("sbc-b", "media-b", "pbx-b", "db-b"),
 }
+#: The toxiproxy proxy each region's records replication leaves through (chaos/proxies.json):
+#: region_down cuts it first, so WAL queued in the WAN dies with the region instead of draining
+#: to the other region's standby after the "crash" (that made the measured RPO too small).
+REGION_REPL_PROXY = {"region-a": "repl-a", "region-b": "repl-b"}
 CONTROL_PLANE = ("config-api",)
 SBCS = ("sbc-a", "sbc-b")
 #: The chaos controller and its proxy are the instrument, not the subject.
@@ -244,7 +248,7 @@ def ensure_fault_is_valid(
         if target not in REGION_SERVICES:
             raise InvalidFault(f"region_down targets a region: {', '.join(REGION_SERVICES)} (got {target!r})")
         _only(params, {"how"}, kind)
-        params = {"how": _how(params, ("kill", "stop", "pause"), "kill")}
+        params = {"how": _how(params, ("kill", "stop", "pause"), "kill"), "repl_proxy": REGION_REPL_PROXY[target]}
         on = REGION_SERVICES[target]
     elif kind == "partition":
         _only(params, {"network"}, kind)

@@ -57,6 +57,8 @@ class DockerDriver:
     def apply(self) -> None:
         kind, params = self.fault.kind, self.fault.params
         how = str(params.get("how", kind))
+        if params.get("repl_proxy"):
+            self._set_proxy(str(params["repl_proxy"]), enabled=False)
         for service in self.fault.services:
             c = self._container(service)
             if kind == "partition":
@@ -83,13 +85,31 @@ class DockerDriver:
         net.disconnect(c, force=True)
         self.done.append(("disconnect", c, {"network": net, "ip": ip, "alias": service}))
 
+    def _set_proxy(self, name: str, enabled: bool) -> None:
+        """Toggle a toxiproxy proxy through its API, from inside the proxy's container (this warden
+        has no network)."""
+        proxy = self._container("toxiproxy")
+        body = json.dumps({"enabled": enabled})
+        code = (
+            "import urllib.request\n"
+            f"r = urllib.request.Request('http://127.0.0.1:8474/proxies/{name}', data=b'{body}', method='POST')\n"
+            "urllib.request.urlopen(r, timeout=5).read()\n"
+        )
+        rc, out = proxy.exec_run(["python", "-c", code])
+        if rc != 0:
+            raise RuntimeError(f"toxiproxy proxy {name}: enabled={enabled} failed: {out.decode()[-200:]}")
+        if not enabled:
+            self.done.append(("proxy", proxy, {"name": name}))
+
     def renew(self) -> None:
         pass
 
     def revert(self) -> None:
         for action, c, info in reversed(self.done):
             try:
-                if action == "pause":
+                if action == "proxy":
+                    self._set_proxy(str(info["name"]), enabled=True)
+                elif action == "pause":
                     c.reload()
                     if c.status == "paused":
                         c.unpause()

@@ -40,26 +40,49 @@ def lab_cpu_seconds() -> float:
     return total / 1e9
 
 
-def sipp_step(cps: float, sbc: str = "10.77.0.11:5060", host_ip: str = "10.77.0.1") -> dict[str, Any]:
-    """SIPp's built-in UAC through the same SBC, to the same queue and agents, at one rate.
+#: Both regions' SBCs (carrier side): our generator's calls are steered across both, so SIPp's are
+#: split across both too, or it would meet half the agents.
+SIPP_SBCS = ("10.77.0.11:5060", "10.77.0.12:5060")
+
+
+def sipp_step(cps: float, host_ip: str = "10.77.0.1") -> dict[str, Any]:
+    """SIPp (bench/sipp/uac.xml) through the same SBCs, to the same queues and agents, at one rate:
+    one SIPp per SBC at half the rate each, run side by side.
 
     Same call shape as our step (fixed hold, same duration); SIPp sends no RTP, so it measures
     signalling capacity: the ceiling our generator is compared against.
     """
-    calls = int(cps * STEP_S)
+    share = cps / len(SIPP_SBCS)
+    calls = int(share * STEP_S)
     with tempfile.TemporaryDirectory() as tmp:
-        stat = Path(tmp) / "stat.csv"
-        cmd = ["sipp", sbc, "-sf", str(SIPP_SCENARIO), "-s", "support", "-i", host_ip, "-p", "5098", "-r", str(cps),
-               "-m", str(calls), "-l", "80", "-d", str(int(HOLD_S * 1000)), "-nostdin",
-               "-timeout", str(int(STEP_S + 60)), "-timeout_error", "-recv_timeout", "10000",
-               "-trace_stat", "-stf", str(stat), "-fd", "1"]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_S + 120, cwd=tmp)
-        rows = list(csv.DictReader(stat.open(), delimiter=";")) if stat.exists() else []
-    if not rows:
-        return {"cps": cps, "attempts": 0, "ok": 0, "ok_ratio": 0.0, "error": proc.stderr.strip()[-200:]}
-    last = rows[-1]
-    ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
-    return {"cps": cps, "attempts": ok + failed, "ok": ok, "ok_ratio": round(ok / max(1, ok + failed), 4)}
+        procs = []
+        for i, sbc in enumerate(SIPP_SBCS):
+            stat = Path(tmp) / f"stat-{i}.csv"
+            cmd = ["sipp", sbc, "-sf", str(SIPP_SCENARIO), "-s", "support", "-i", host_ip, "-p", str(5098 + i),
+                   "-r", str(share), "-m", str(calls), "-l", "80", "-d", str(int(HOLD_S * 1000)), "-nostdin",
+                   "-timeout", str(int(STEP_S + 60)), "-timeout_error", "-recv_timeout", "10000",
+                   "-trace_stat", "-stf", str(stat), "-fd", "1"]  # fmt: skip
+            procs.append((stat, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                 cwd=tmp)))  # fmt: skip
+        ok = failed = 0
+        errors: list[str] = []
+        for stat, proc in procs:
+            try:
+                _, err = proc.communicate(timeout=STEP_S + 120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            rows = list(csv.DictReader(stat.open(), delimiter=";")) if stat.exists() else []
+            if not rows:
+                errors.append((err or "").strip()[-200:] or f"sipp exit {proc.returncode}, no statistics")
+                continue
+            ok += int(rows[-1]["SuccessfulCall(C)"])
+            failed += int(rows[-1]["FailedCall(C)"])
+    ratio = round(ok / max(1, ok + failed), 4)
+    step: dict[str, Any] = {"cps": cps, "attempts": ok + failed, "ok": ok, "ok_ratio": ratio}
+    if errors:
+        step.update(ok_ratio=0.0, error="; ".join(errors))
+    return step
 
 
 def sipp_max_cps() -> tuple[float | None, list[dict[str, Any]]]:

@@ -59,8 +59,8 @@ def test_the_instrument_is_not_a_target() -> None:
 
 def test_region_down_takes_every_service_of_the_region() -> None:
     f = check("region_down", "region-a")
-    assert f.services == REGION_SERVICES["region-a"]
-    assert f.params == {"how": "kill"}
+    assert f.services == REGION_SERVICES["region-a"] and "db-a" in f.services
+    assert f.params == {"how": "kill", "repl_proxy": "repl-a"}  # its records' WAN egress is cut first
     with pytest.raises(InvalidFault, match="region"):
         check("region_down", "sbc-a")
 
