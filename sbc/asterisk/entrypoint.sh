@@ -115,4 +115,8 @@ done
 mkdir -p /var/run/asterisk /var/lib/asterisk /var/spool/asterisk/monitor /var/log/asterisk/cdr-csv
 echo "pbx-entrypoint: $REGION sbc=$SBC_IP agents=$AGENT_PREFIX-001..$(printf '%s-%03d' "$AGENT_PREFIX" "$AGENT_COUNT") rehome=${REHOME_PREFIXES:-none} rtp=$RTP_START-$RTP_END db=${DB_HOST:-none}"
 
+# The PBX does not wait for its database (calls work without one), so the pgsql backends are
+# reloaded whenever the database comes (back) up: see db-watch.sh.
+[ -z "$DB_HOST" ] || /usr/local/bin/pbx-db-watch "$DB_HOST" &
+
 exec "$@"
