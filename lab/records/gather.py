@@ -13,7 +13,7 @@ from lab import events
 from lab.records import db, groundtruth, sources
 from lab.records.config import RecordsConfig
 from lab.records.errors import DbUnreachable, EmptyEventLog
-from lab.records.placed import PlacedCall, from_events
+from lab.records.placed import PlacedCall, from_events, outages
 from lab.records.reconcile import OriginView, Records, Report, reconcile
 
 log = logging.getLogger("wobble.records")
@@ -49,12 +49,15 @@ def run(cfg: RecordsConfig, region: str, since: float | None, event_log: Path, n
     created = {region: sources.created_at(cfg, home_ep), peer: sources.created_at(cfg, copy_ep)}
     cutoff = {o: since if since is not None else created[o] for o in created}
     truth, crashed_at = origin_truth(cfg, peer)
+    log_events = list(events.read(event_log))
     views = {
-        region: OriginView(own, own, None),
-        peer: OriginView(peer_visible, truth, crashed_at),
+        name: OriginView(
+            visible, origin_truth_, crashed, outages(log_events, name, cfg.region(name).service.rsplit("-", 1)[-1])
+        )
+        for name, visible, origin_truth_, crashed in ((region, own, own, None), (peer, peer_visible, truth, crashed_at))
     }
     lowest = min((c for c in cutoff.values() if c is not None), default=None)
-    calls = [c for c in from_events(events.read(event_log), since=lowest) if _after(c, cutoff, lowest)]
+    calls = [c for c in from_events(log_events, since=lowest) if _after(c, cutoff, lowest)]
     if not calls:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(lowest)) + " UTC" if lowest else "the start"
         raise EmptyEventLog(

@@ -63,3 +63,20 @@ def from_events(events: Iterable[Mapping[str, Any]], since: float | None = None)
             t_end=float(t_end) if t_end is not None else float(ev.get("ts") or t0),
         )
     return list(calls.values())
+
+
+#: Faults that take a region's records writer (its PBX) or its database down.
+OUTAGE_KINDS = frozenset({"region_down", "kill", "stop", "pause"})
+
+
+def outages(evs: Iterable[Mapping[str, Any]], region: str, letter: str) -> tuple[float, ...]:
+    """When a fault took `region`'s PBX or records database down (fault_apply events), ascending."""
+    mine = {f"pbx-{letter}", f"db-{letter}"}
+    out = []
+    for ev in evs:
+        if ev.get("kind") != "fault_apply" or ev.get("fault") not in OUTAGE_KINDS:
+            continue
+        services = set(ev.get("services") or ()) | {str(ev.get("target"))}
+        if region in services or mine & services:
+            out.append(float(ev.get("started_at") or ev.get("ts") or 0.0))
+    return tuple(sorted(out))

@@ -79,6 +79,10 @@ class OriginView:
     visible: Records  # what the reconciling region can read
     truth: Records | None  # what the origin's primary committed (None: unknown)
     crashed_at: float | None = None  # when the origin's primary died (None: it did not)
+    #: When the origin's PBX or database went down by a fault the event log recorded (region_down,
+    #: or a kill/stop/pause of either): a call in flight then left nothing to commit, even after
+    #: the region came back and no crash is visible any more.
+    outages: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ def classify_call(call: PlacedCall, view: OriginView | None, now: float, grace_s
         return Finding(cid, origin, cls, why)
 
     crashed = view.crashed_at if view is not None else None
+    if view is not None and crashed is None:
+        # The first outage that found this call in flight stands in for a crash.
+        hit = [t for t in view.outages if call.t_invoke <= t and (call.t_end is None or call.t_end > t - grace_s)]
+        crashed = min(hit) if hit else None
     if call.t_end is None and crashed is None:
         return found("in_progress", "no completion in the event log yet")
     if call.t_end is not None and crashed is None and now - call.t_end < grace_s:

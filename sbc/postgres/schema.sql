@@ -61,6 +61,10 @@ CREATE TABLE recordings (
   sha256     text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Stored as is, not pglz-compressed: the lab's agents and callers play pure tones, which compress
+-- several-fold, while real speech recordings hardly do; compressed, the WAL (and so the
+-- replication lag a WAN makes) would be a fraction of a real contact center's.
+ALTER TABLE recordings ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
 -- One row: which region this database belongs to and when it was created (reconcile's default
 -- --since: calls of an earlier lab run, whose records went with its volumes, do not count).

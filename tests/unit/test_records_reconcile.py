@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.records.placed import PlacedCall, from_events
+from lab.records.placed import PlacedCall, from_events, outages
 from lab.records.reconcile import CLASSES, PROBLEMS, OriginView, Recording, Records, classify_call, reconcile
 
 NOW = 10_000.0
@@ -143,3 +143,26 @@ def test_placed_calls_from_the_event_log() -> None:
     assert calls["w1"].answered and calls["w1"].talk_s == 3.0 and calls["w1"].t_answer == 101.0
     assert calls["l1"].t_end is None and calls["l1"].region is None
     assert not calls["l2"].answered
+
+
+def test_a_recorded_outage_stands_in_for_a_crash_after_the_region_is_back() -> None:
+    # The region came back (its primary answers again, no crash visible): the event log's outage
+    # still explains the calls it found in flight; calls placed after it, or ended before, do not.
+    view = OriginView(have(), have(), outages=(9_000.5,))
+    assert classify_call(call(t_end=9_003.0), view, NOW).cls == "never_committed"
+    assert classify_call(call(t_end=8_900.0), view, NOW).cls == "not_written"
+    later = PlacedCall("c2", "region-a", True, 5.0, 9_100.0, 9_101.0, 9_106.0)
+    assert classify_call(later, view, NOW).cls == "not_written"
+
+
+def test_outages_come_from_fault_events_on_the_region_its_pbx_or_its_database() -> None:
+    evs = [
+        {"kind": "fault_apply", "fault": "region_down", "target": "region-a", "services": ["pbx-a", "db-a"],
+         "started_at": 30.0},
+        {"kind": "fault_apply", "fault": "kill", "target": "db-a", "services": ["db-a"], "started_at": 10.0},
+        {"kind": "fault_apply", "fault": "loss", "target": "pbx-a", "services": ["pbx-a"], "started_at": 20.0},
+        {"kind": "fault_apply", "fault": "stop", "target": "pbx-b", "services": ["pbx-b"], "started_at": 40.0},
+        {"kind": "fault_revert", "fault": "kill", "target": "db-a", "ts": 50.0},
+    ]  # fmt: skip
+    assert outages(evs, "region-a", "a") == (10.0, 30.0)
+    assert outages(evs, "region-b", "b") == (40.0,)
