@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import subprocess
@@ -135,12 +136,29 @@ def up(timeout_s: float = 240.0) -> float:
             raise WobbleError(f"compose up failed: {lines[-1] if lines else 'no output'}")
         wait_healthy(timeout_s)
         wait_steering_all_up(max(10.0, timeout_s - (time.monotonic() - started)))
+        wait_records_writers()
         apply_records_wan()
     except BaseException:
         log.warning("the lab did not come up; taking it down again")
         down()
         raise
     return time.monotonic() - started
+
+
+def wait_records_writers(timeout_s: float = 30.0) -> None:
+    """Until each PBX has loaded its database backends against a database that answers (its
+    pbx-db-watch says so): a call placed the moment `up` returns must leave its CDR. Not fatal."""
+    pending = {r.pbx_service for r in Topology.default().regions}
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for service in sorted(pending):
+            with contextlib.suppress(WobbleError, OSError):
+                if b"loaded afresh" in dockerctl.service_container(service).logs(tail=500):
+                    pending.discard(service)
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        log.warning("%s: records backends not loaded yet; early calls may leave no CDR", ", ".join(sorted(pending)))
 
 
 def apply_records_wan() -> None:
