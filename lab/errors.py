@@ -3,6 +3,8 @@ message says what was wrong and what to do, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WobbleError(Exception):
     """Base of every error the lab reports to its user."""
@@ -10,6 +12,13 @@ class WobbleError(Exception):
 
 class BadInput(WobbleError, ValueError):
     """A value the user gave is not acceptable (unknown region, bad number, ...)."""
+
+
+def first_problem(exc: Any) -> str:
+    """A pydantic ValidationError's first problem as `where: what` (where: the field's dotted path)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top)"
+    return f"{where}: {first['msg']}"
 
 
 class DockerUnavailable(WobbleError, ConnectionError):

@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.errors import BadInput
+from lab.errors import BadInput, first_problem
 
 DEFAULT_PATH = Path(__file__).with_name("records.yaml")
 Mode = Literal["async", "sync"]
@@ -83,9 +83,7 @@ def parse(text: str, source: str = "records config") -> RecordsConfig:
     try:
         return RecordsConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise BadInput(f"{source}: {where}: {err['msg']}; fix the file") from exc
+        raise BadInput(f"{source}: {first_problem(exc)}; fix the file") from exc
 
 
 def load(path: Path | None = None) -> RecordsConfig:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.errors import BadInput
+from lab.errors import BadInput, first_problem
 
 BUNDLED = Path(__file__).with_name("steering.yaml")
 
@@ -56,9 +56,7 @@ def ensure_config_is_valid(data: Any, source: str) -> SteeringConfig:
     try:
         return SteeringConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise BadInput(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s) in all)") from None
+        raise BadInput(f"{source}: {first_problem(exc)} ({exc.error_count()} problem(s) in all)") from None
 
 
 def load(path: Path = BUNDLED) -> SteeringConfig:
