@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from chaos.catalog import FaultRequest, InvalidFault
 from chaos.controller import Controller, TargetNotRunning
 from chaos.wardens import ApplyFailed
+from lab.steering.http import bearer_token
 
 CONTROLLER: web.AppKey[Controller] = web.AppKey("controller")
 TOKEN: web.AppKey[str] = web.AppKey("token")
@@ -21,8 +22,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def _authorized(request: web.Request) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(given) and hmac.compare_digest(given.strip(), request.app[TOKEN])
+    given = bearer_token(request.headers.get("Authorization", ""))
+    return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
 
 
 @web.middleware
