@@ -727,32 +727,28 @@ class Supervisor:
         self.workers[index] = data if alive else None
         self.metrics.observe_worker(index, data, time.time(), alive=alive)
 
-    def write_status(self) -> None:
-        write_json_atomic(
-            status_path(),
-            {
-                "supervisor_pid": os.getpid(),
-                "region": self.args.region,
-                "proxy": self.args.proxy,
-                "direct": bool(self.args.no_register),
-                "agents": self.agents,
-                "workers": {
-                    str(i): {**w, "pid": p.pid if (p := self.procs.get(i)) else None, "restarts": self.restarts[i]}
-                    for i, w in self.plan.items()
-                },
-                "updated": time.time(),
-                **({"rehome": self.rehome_status()} if self.policy is not None else {}),
+    def status(self) -> dict[str, Any]:
+        """The supervisor's status document (what write_status puts in the status file)."""
+        return {
+            "supervisor_pid": os.getpid(),
+            "region": self.args.region,
+            "proxy": self.args.proxy,
+            "direct": bool(self.args.no_register),
+            "agents": self.agents,
+            "workers": {
+                str(i): {**w, "pid": p.pid if (p := self.procs.get(i)) else None, "restarts": self.restarts[i]}
+                for i, w in self.plan.items()
             },
-        )
+            "updated": time.time(),
+            **({"rehome": self.rehome_status()} if self.policy is not None else {}),
+        }
+
+    def write_status(self) -> None:
+        write_json_atomic(status_path(), self.status())
 
     def write_health(self) -> None:
         """The HEALTHCHECK's verdict, from the status just scanned (see status.write_health)."""
-        try:
-            main = read_json(status_path())
-        except (OSError, ValueError):
-            main = None
-        verdict = evaluate(main if isinstance(main, dict) else None,
-                           {i: self.workers.get(i) for i in self.plan}, time.time(), DEFAULT_MAX_AGE_S)  # fmt: skip
+        verdict = evaluate(self.status(), {i: self.workers.get(i) for i in self.plan}, time.time(), DEFAULT_MAX_AGE_S)
         with contextlib.suppress(OSError):
             write_health(status_path(), verdict)
 
