@@ -63,8 +63,7 @@ def _proxy_listen(cfg: RecordsConfig, proxy: str) -> tuple[str, int]:
     """Where the backbone reaches a proxy: the toxiproxy server's address, the proxy's port."""
     from lab.records import wan
 
-    found = {p.name: p for p in wan._proxies(cfg)}
-    port = int(str(found[proxy].listen).rsplit(":", 1)[1])
+    port = int(str(wan.proxy(cfg, proxy).listen).rsplit(":", 1)[1])
     return urlsplit(cfg.toxiproxy_api).hostname or "127.0.0.1", port
 
 
@@ -172,7 +171,7 @@ class RegionLoss:
 
         self.region = region
         wanted = cfg.region(region).repl_proxy
-        self.proxy = next(p for p in wan._proxies(cfg) if p.name == wanted)
+        self.proxy = wan.proxy(cfg, wanted)
         state = groundtruth.server_state(cfg, region)
         if state.container is None or not state.running:
             raise OperationFailed(f"{cfg.region(region).service} is not running")
@@ -196,9 +195,7 @@ def region_back(cfg: RecordsConfig, region: str) -> None:
     stays fenced while the peer has promoted the copy; `resync` rebuilds it)."""
     from lab.records import wan
 
-    for proxy in wan._proxies(cfg):
-        if proxy.name == cfg.region(region).repl_proxy:
-            proxy.enable()
+    wan.proxy(cfg, cfg.region(region).repl_proxy).enable()
     state = groundtruth.server_state(cfg, region)
     if state.container is None:
         raise OperationFailed(f"{cfg.region(region).service} has no container to start")

@@ -53,6 +53,11 @@ def _proxies(cfg: RecordsConfig) -> list[Any]:
     return found
 
 
+def proxy(cfg: RecordsConfig, name: str) -> Any:
+    """One of the replication proxies, by name (toxiproxy-python's Proxy)."""
+    return {p.name: p for p in _proxies(cfg)}[name]
+
+
 def clear(cfg: RecordsConfig) -> None:
     for proxy in _proxies(cfg):
         for name in proxy.toxics():
