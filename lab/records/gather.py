@@ -50,11 +50,13 @@ def run(cfg: RecordsConfig, region: str, since: float | None, event_log: Path, n
     cutoff = {o: since if since is not None else created[o] for o in created}
     truth, crashed_at = origin_truth(cfg, peer)
     log_events = list(events.read(event_log))
+
+    def outages_of(origin: str) -> tuple[float, ...]:  # its services are named by its letter: db-a, pbx-a
+        return outages(log_events, origin, cfg.region(origin).service.rsplit("-", 1)[-1])
+
     views = {
-        name: OriginView(
-            visible, origin_truth_, crashed, outages(log_events, name, cfg.region(name).service.rsplit("-", 1)[-1])
-        )
-        for name, visible, origin_truth_, crashed in ((region, own, own, None), (peer, peer_visible, truth, crashed_at))
+        region: OriginView(own, own, None, outages_of(region)),
+        peer: OriginView(peer_visible, truth, crashed_at, outages_of(peer)),
     }
     lowest = min((c for c in cutoff.values() if c is not None), default=None)
     calls = [c for c in from_events(log_events, since=lowest) if _after(c, cutoff, lowest)]
