@@ -74,16 +74,17 @@ test-unit: $(STAMPS)/venv
 	$(PY) -m pytest -q tests/unit
 
 lint: $(STAMPS)/venv
-	.venv/bin/ruff check lab agents chaos tests scripts
-	.venv/bin/ruff format --check lab agents chaos tests scripts
+	.venv/bin/ruff check core lab agents chaos tests scripts
+	.venv/bin/ruff format --check core lab agents chaos tests scripts
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: setup
-	$(PY) -m lab.bench
-	$(PY) -m lab.bench_steering
-	$(PY) -m lab.bench_workload
-	$(PY) -m lab.bench_chaos
-	$(PY) -m lab.records.bench
+	$(PY) -m lab.bench.foundation
+	$(PY) -m lab.bench.steering
+	$(PY) -m lab.bench.workload
+	$(PY) -m lab.bench.chaos
+	$(PY) -m lab.bench.records
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

@@ -39,7 +39,7 @@ Re-homing (optional; without --fallback-proxy the agents never leave home):
 --fallback-proxy 10.77.2.11 --fallback-region region-b [--home-pbx 10.77.1.31]
 [--rehome-after 10] [--return-after S (default: --rehome-after)]
   The supervisor sends a SIP OPTIONS every second to the home SBC (--proxy), the home PBX
-  (--home-pbx, if given) and the fallback SBC (lab.steering.sipprobe, 0.5 s timeout), and counts
+  (--home-pbx, if given) and the fallback SBC (core.sipprobe, 0.5 s timeout), and counts
   the REGISTER results of the accounts registered at home (worker status files, every 2 s). The
   state machine agents.rehome decides: home BAD (a probe failing, or every home registration
   failing) for --rehome-after s -> the fallback (never to a fallback whose probe fails); home GOOD
@@ -312,7 +312,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         UaOptions,
         UserAgent,
     )
-    from lab import events
+    from core import events
 
     index: int = args.worker
     mine = plan(args)[index]
@@ -704,7 +704,7 @@ class Supervisor:
             self.policy = RehomePolicy(
                 args.rehome_after, args.return_after, probes=(SBC, PBX) if args.home_pbx else (SBC,)
             )
-        # One lab.steering.sipprobe.OptionsProber (one socket) per probe source, made in the event
+        # One core.sipprobe.OptionsProber (one socket) per probe source, made in the event
         # loop: a prober fails every pending probe on an ICMP error, so targets do not share one.
         self.probers: dict[str, Any] = {}
         self.seq = 0
@@ -823,7 +823,7 @@ class Supervisor:
         log.warning("supervisor: agents move to %s (%s): %s", self.target["region"], self.target["proxy"],
                     decision.reason)  # fmt: skip
         self.write_status()
-        from lab import events
+        from core import events
 
         try:
             await asyncio.to_thread(events.append, "agent_rehome", record)
@@ -853,7 +853,7 @@ class Supervisor:
         self.write_status()
         prober: asyncio.Task[None] | None = None
         if self.policy is not None:
-            from lab.steering.sipprobe import OptionsProber
+            from core.sipprobe import OptionsProber
 
             for source, _, _ in self.probe_targets():
                 self.probers[source] = OptionsProber(self.args.bind or "0.0.0.0")

@@ -24,11 +24,11 @@ Target per call: --target (chosen_by "target"; several --target: rotated call by
 With SRV a call moves to the next target on 503, 408 or no response within --response-timeout
 (RFC 3263).
 
-Event log (lab.events, WOBBLE_EVENTS; docs/events.md), Jepsen style: `load_invoke` {schema, run_id,
+Event log (core.events, WOBBLE_EVENTS; docs/events.md), Jepsen style: `load_invoke` {schema, run_id,
 call_id, t_invoke, target, chosen_by, worker, hold_s} when a call is attempted, then exactly one of
 `load_ok` / `load_fail` / `load_info` with the call record (agents.loadmodel.call_record).
-A run holds lab.history.RunLock (<events dir>/runs/<run_id>.lock) while it runs. On start it first
-closes the calls that dead earlier runs left open (lab.history.recover_log: `load_info`,
+A run holds core.history.RunLock (<events dir>/runs/<run_id>.lock) while it runs. On start it first
+closes the calls that dead earlier runs left open (core.history.recover_log: `load_info`,
 end_reason `recovered`); the summary's `recovered` says how many.
 
 Metrics (agents.metrics): Prometheus on --metrics-port (default 9102, 0: off) while the run lasts:
@@ -62,7 +62,7 @@ from typing import Any
 from agents import loadmodel
 from agents.metrics import LOAD_PORT, LoadMetrics, attempt_region, sbc_regions, serve
 from agents.model import parse_valid_args, uri_host
-from lab import history
+from core import history
 
 log = logging.getLogger("agents.load")
 
@@ -207,34 +207,6 @@ class HttpRouter:
         return Route([str(uri)], "http", {"steered_region": data.get("region")})
 
 
-def parse_srv_reply(packet: bytes) -> tuple[list[Any], int]:
-    """SRV records (lab.steering.client.SrvTarget, address from the A glue) and the smallest TTL."""
-    from dnslib import QTYPE, DNSRecord
-
-    from lab.steering.client import SrvTarget
-
-    reply = DNSRecord.parse(packet)
-    addresses = {str(rr.rname).rstrip("."): str(rr.rdata) for rr in reply.ar if rr.rtype == QTYPE.A}
-    records: list[SrvTarget] = []
-    ttl: int | None = None
-    for rr in reply.rr:
-        if rr.rtype != QTYPE.SRV:
-            continue
-        name = str(rr.rdata.target).rstrip(".")
-        letter = name.split(".", 1)[0].removeprefix("sbc-")
-        records.append(
-            SrvTarget(
-                int(rr.rdata.priority),
-                int(rr.rdata.weight),
-                int(rr.rdata.port),
-                addresses.get(name, name),
-                f"region-{letter}",
-            )
-        )
-        ttl = int(rr.ttl) if ttl is None else min(ttl, int(rr.ttl))
-    return records, ttl or 0
-
-
 class SrvRouter:
     """RFC 3263 over the steering DNS. `sticky`: keep an answer STICKY_S whatever its TTL."""
 
@@ -256,7 +228,7 @@ class SrvRouter:
         return packet
 
     async def route(self) -> Route:
-        from lab.steering.client import order_srv
+        from core.dnssrv import order_srv, parse_srv_reply
 
         async with self.lock:
             now = time.monotonic()
@@ -343,7 +315,7 @@ class LoadRun:
     # -- event log (one writer thread: an invoke is always written before its completion)
 
     def emit(self, kind: str, record: dict[str, Any]) -> None:
-        from lab import events
+        from core import events
 
         loop = asyncio.get_running_loop()
         self.writes.append(loop.run_in_executor(self.writer, self._append, events.append, kind, record))
@@ -631,8 +603,8 @@ class LoadRun:
         return loadmodel.summarize(self.run_id, self.records, stats)
 
     async def take_lock(self) -> history.RunLock | None:
-        """Mark this run live for recoverers (lab.history) before its first event."""
-        from lab import events
+        """Mark this run live for recoverers (core.history) before its first event."""
+        from core import events
 
         lock = history.RunLock(events.event_path(), self.run_id)
         try:
@@ -644,7 +616,7 @@ class LoadRun:
 
     async def recover(self) -> int:
         """Close the calls earlier runs that died left open (never this run's, nor a live run's)."""
-        from lab import events
+        from core import events
 
         try:
             done = await asyncio.to_thread(history.recover_log, events.event_path(), f"load:{self.run_id}")

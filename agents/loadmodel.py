@@ -2,7 +2,7 @@
 per-direction RTP tracking, fate and status of a call, its event record, the run summary.
 
 Nothing here imports pjsua2, asyncio or the network, so all of it is unit-testable anywhere.
-The record's core fields, the schema version, and the fate/status rules below live in lab.schema
+The record's core fields, the schema version, and the fate/status rules below live in core.schema
 (shared with `wobble call`); docs/events.md documents them.
 
 Fate of an answered call (None for an unanswered one), in this order of precedence:
@@ -19,7 +19,7 @@ Status of a call record (the event kind is `load_<status>`):
   answer, transport error, or answered but dropped / one-way / silent.
 - `info`: outcome unknown: the worker holding the call died (worker_lost), the run stopped
   waiting for it (abandoned), the run was stopped before the call was answered (stopped), or
-  the supervisor itself died and a later recovery closed the call (recovered, see lab.history).
+  the supervisor itself died and a later recovery closed the call (recovered, see core.history).
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.schema import EARLY_END as EARLY_END
-from lab.schema import FATES as FATES
-from lab.schema import ONE_WAY_S as ONE_WAY_S
-from lab.schema import SCHEMA_VERSION, record_from_result
-from lab.schema import STATUSES as STATUSES
-from lab.schema import UNKNOWN_END as UNKNOWN_END
-from lab.schema import call_mos as call_mos
-from lab.schema import classify_fate as classify_fate
-from lab.schema import classify_status as classify_status
-from lab.schema import invoke_record as invoke_record
+from core.schema import EARLY_END as EARLY_END
+from core.schema import FATES as FATES
+from core.schema import ONE_WAY_S as ONE_WAY_S
+from core.schema import SCHEMA_VERSION, record_from_result
+from core.schema import STATUSES as STATUSES
+from core.schema import UNKNOWN_END as UNKNOWN_END
+from core.schema import call_mos as call_mos
+from core.schema import classify_fate as classify_fate
+from core.schema import classify_status as classify_status
+from core.schema import invoke_record as invoke_record
 
-#: The event-log schema version (lab.schema.SCHEMA_VERSION; the call record of `wobble call` shares it).
+#: The event-log schema version (core.schema.SCHEMA_VERSION; the call record of `wobble call` shares it).
 SCHEMA = SCHEMA_VERSION
 #: Final codes after which an RFC 3263 client tries its next target (0: no response at all).
 RETRY_NEXT_TARGET = frozenset({0, 408, 503})
@@ -165,7 +165,7 @@ def call_record(
     one_way_s: float = 0.0,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The completion record of one call: the shared core (lab.schema.record_from_result) plus
+    """The completion record of one call: the shared core (core.schema.record_from_result) plus
     `worker`, `one_way_s` and `extra`. `result` is an `agents.caller.result_dict`-shaped dict of
     the last attempt (None when no INVITE was ever sent); `end_reason` overrides its end_reason."""
     rec = record_from_result(

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from lab import events
+from core import events
 
 log = logging.getLogger("agents.login")
 

@@ -10,7 +10,7 @@ two status writes takes up to 2 s of its counts with it); the event log is the d
 Caller side (agents.load, --metrics-port, default 9102):
     wobble_call_attempts_total{region,chosen_by}   region: where the call was sent (steering's
                                                    answer or the target's SBC), `unknown`, `none`
-    wobble_call_outcomes_total{outcome,reason}     outcome ok|fail|info; reason: lab.schema.outcome_reason
+    wobble_call_outcomes_total{outcome,reason}     outcome ok|fail|info; reason: core.schema.outcome_reason
     wobble_call_pdd_seconds                        histogram (calls that got a 18x/2xx)
     wobble_call_mos                                histogram (answered calls)
 Agent side (agents.agent, --metrics-port, default 9101):
@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from agents.model import strip_port, uri_host
 from agents.status import DEFAULT_MAX_AGE_S, agent_ok
-from lab.schema import STATUSES, outcome_reason
+from core.schema import STATUSES, outcome_reason
 
 log = logging.getLogger("agents.metrics")
 
@@ -72,7 +72,7 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "") -> WSGIServer 
 
 def sbc_regions() -> dict[str, str]:
     """SBC carrier address -> region name, from the lab topology."""
-    from lab.topology import Topology
+    from core.topology import Topology
 
     return {r.sbc_carrier_ip: r.name for r in Topology.default().regions}
 

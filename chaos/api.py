@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
@@ -11,24 +10,19 @@ from pydantic import ValidationError
 from chaos.catalog import FaultRequest, InvalidFault
 from chaos.controller import Controller, TargetNotRunning
 from chaos.wardens import ApplyFailed
-from lab.steering.http import bearer_token
+from core.errors import first_problem
+from core.http import TOKEN, authorized, json_error, openapi_handler
 
 CONTROLLER: web.AppKey[Controller] = web.AppKey("controller")
-TOKEN: web.AppKey[str] = web.AppKey("token")
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
-
-
-def _authorized(request: web.Request) -> bool:
-    given = bearer_token(request.headers.get("Authorization", ""))
-    return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
+    return json_error(status, message, with_status=True)
 
 
 @web.middleware
 async def token_for_mutations(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD") and not _authorized(request):
+    if request.method not in ("GET", "HEAD") and not authorized(request):
         return _error(401, "missing or wrong operator token (Authorization: Bearer <token>; WOBBLE_TOKEN)")
     result: web.StreamResponse = await handler(request)
     return result
@@ -46,9 +40,7 @@ async def add_fault(request: web.Request) -> web.Response:
     try:
         req = FaultRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return _error(400, f"{where}: {first['msg']}")
+        return _error(400, first_problem(exc, top=""))
     try:
         active = await request.app[CONTROLLER].add(req)
     except InvalidFault as exc:
@@ -75,10 +67,6 @@ async def backends(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTROLLER].backends)
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
-
-
 async def healthz(request: web.Request) -> web.Response:
     ready = bool(request.app[CONTROLLER].backends)
     return web.json_response({"ok": ready}, status=200 if ready else 503)
@@ -93,7 +81,7 @@ def make_app(controller: Controller, token: str) -> web.Application:
     app.router.add_delete("/v1/faults", clear)
     app.router.add_delete("/v1/faults/{id}", remove_fault)
     app.router.add_get("/v1/backends", backends)
-    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/openapi.json", openapi_handler(OPENAPI))
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -11,9 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chaos.net.spec import NetFault, NetKind
+from core.errors import first_problem
+from core.topology import Topology
+
 Family = Literal["net", "toxiproxy", "docker", "dns", "sip"]
 
-NET_KINDS = ("delay", "loss", "burst_loss", "duplicate", "reorder", "rate", "blackhole", "sip_drop", "sip_delay")
+NET_KINDS: tuple[str, ...] = tuple(NetKind)
 TOXIC_KINDS = (
     "latency", "bandwidth", "timeout", "reset_peer", "slow_close", "slicer", "limit_data", "proxy_down", "http_error",
 )  # fmt: skip
@@ -31,18 +35,16 @@ FAMILIES: dict[str, Family] = {
 
 #: Dependencies reached through the lab's Toxiproxy-API proxy: service -> proxy name.
 PROXIED = {"crm": "crm", "idp": "idp", "config-api": "config-api"}
-#: The infrastructure each region is made of (a region outage takes all of it at once). Agents
-#: are people, not the region's machines: they outlive their region and re-home to the other one.
-REGION_SERVICES = {
-    "region-a": ("sbc-a", "media-a", "pbx-a", "db-a"),
-    "region-b": ("sbc-b", "media-b", "pbx-b", "db-b"),
-}
+_TOPOLOGY = Topology.default()
+#: The infrastructure each region is made of (core.topology.Region.infrastructure).
+REGION_SERVICES = {r.name: r.infrastructure for r in _TOPOLOGY.regions}
 #: The toxiproxy proxy each region's records replication leaves through (chaos/proxies.json):
 #: region_down cuts it first, so WAL queued in the WAN dies with the region instead of draining
 #: to the other region's standby after the "crash" (that made the measured RPO too small).
 REGION_REPL_PROXY = {"region-a": "repl-a", "region-b": "repl-b"}
 CONTROL_PLANE = ("config-api",)
-SBCS = ("sbc-a", "sbc-b")
+SBCS = tuple(r.sbc_service for r in _TOPOLOGY.regions)
+NETWORKS = _TOPOLOGY.network_names
 #: The chaos controller and its proxy are the instrument, not the subject.
 UNTOUCHABLE = ("chaos", "toxiproxy")
 MAX_DURATION_S = 24 * 3600.0
@@ -181,24 +183,10 @@ def _toxic_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _net_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    from chaos.net.spec import NetFault  # the network backends own their parameters' rules
-
     try:
         return NetFault.model_validate({"kind": kind, **params}).model_dump(mode="json")
     except ValueError as exc:
-        raise InvalidFault(f"{kind}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-        except (IndexError, TypeError):
-            pass
-    return str(exc)
+        raise InvalidFault(f"{kind}: {first_problem(exc, top='')}") from None
 
 
 def ensure_fault_is_valid(
@@ -253,9 +241,8 @@ def ensure_fault_is_valid(
     elif kind == "partition":
         _only(params, {"network"}, kind)
         network = params.get("network")
-        nets = ("carrier", "backbone", "region-a", "region-b")
-        if network not in nets:
-            raise InvalidFault(f"partition needs --network, one of {', '.join(nets)} (got {network!r})")
+        if network not in NETWORKS:
+            raise InvalidFault(f"partition needs --network, one of {', '.join(NETWORKS)} (got {network!r})")
         on = REGION_SERVICES[target] if target in REGION_SERVICES else need_service(known)
     elif kind == "control_plane_down":
         _only(params, {"how"}, kind)

@@ -16,7 +16,7 @@ import aiohttp
 
 from chaos.catalog import parse_duration
 
-DEFAULT_URL = "http://10.77.9.7:8070"  # the `chaos` service on the backbone (lab/topology.py)
+DEFAULT_URL = "http://10.77.9.7:8070"  # the `chaos` service on the backbone (core/topology.py)
 DEFAULT_TOKEN = "wobble-operator"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from chaos import lease, wardens
 from chaos.catalog import FAMILIES, Fault, FaultRequest, ensure_fault_is_valid
-from lab import dockerctl, events
+from core import dockerctl, events
 
 log = logging.getLogger("wobble.chaos")
 

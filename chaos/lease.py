@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from core import durable
+
 LeaseState = Literal["live", "expired", "ended", "missing"]
 SUFFIX = ".lease"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -42,27 +44,8 @@ def lease_path(lease_dir: str | os.PathLike[str], fault_id: str) -> Path:
 
 def write_lease(lease_dir: str | os.PathLike[str], fault_id: str, expires_at: float, ends_at: float) -> None:
     """Create or renew a fault's lease atomically."""
-    path = lease_path(lease_dir, fault_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"id": fault_id, "expires_at": float(expires_at), "ends_at": float(ends_at)}).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    durable.replace(lease_path(lease_dir, fault_id), body)
 
 
 def read_lease(lease_dir: str | os.PathLike[str], fault_id: str) -> Lease | None:
@@ -90,7 +73,7 @@ def remove_lease(lease_dir: str | os.PathLike[str], fault_id: str) -> None:
     path = lease_path(lease_dir, fault_id)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    _fsync_dir(path.parent)
+    durable.fsync_dir(path.parent)
 
 
 def list_leases(lease_dir: str | os.PathLike[str]) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from chaos import lease
 from chaos.catalog import Fault
-from lab import dockerctl, events
+from core import dockerctl, events
 
 log = logging.getLogger("wobble.warden")
 POLL_S = 0.2

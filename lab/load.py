@@ -15,8 +15,8 @@ import sys
 import uuid
 from typing import Any
 
-from lab import dockerctl
-from lab.errors import BadInput, CallFailed
+from core import dockerctl
+from core.errors import BadInput, CallFailed
 
 log = logging.getLogger("wobble.load")
 STEER = ("http", "ttl", "sticky")
@@ -58,7 +58,7 @@ def run_load(
     if max_concurrent is None:
         max_concurrent = default_max_concurrent(cps, hold_mean)
     ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
-    from lab.topology import Topology
+    from core.topology import Topology
 
     container = dockerctl.service_container("caller")
     run_id = "r" + uuid.uuid4().hex[:10]

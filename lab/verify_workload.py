@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab import events, paths
+from core import events, paths
 
 WAV_HEADER = 44
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 from chaos.net.rules import BACKENDS, IFB_PREFIX, PROBE_PREFIX, nft_method_match, u32_method_match
+from chaos.net.spec import NetKind
 
 CAPS = ("ifb", "netem", "htb", "ingress", "nft", "nft_egress", "iptables_nfqueue", "nfqueue_bind", "raw_socket")
 
@@ -181,7 +182,7 @@ def choose(caps: Mapping[str, bool]) -> dict[str, str]:
         for backend in options:
             if not have[backend]:
                 continue
-            if kind == "duplicate" and backend == "nfqueue" and not caps.get("raw_socket", False):
+            if kind == NetKind.DUPLICATE and backend == "nfqueue" and not caps.get("raw_socket", False):
                 continue
             out[kind] = backend
             break

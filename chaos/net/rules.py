@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 
 from chaos.net.delayline import MARK_MASK, DelayParams, GilbertElliott
-from chaos.net.spec import SIP_PORT, NetFault
+from chaos.net.spec import SIP_PORT, NetFault, NetKind
 
 TABLE_FAMILY = "netdev"
 TABLE = "wobble_chaos"
@@ -51,15 +51,15 @@ TC_MISSING = (
 )
 
 BACKENDS: dict[str, tuple[str, ...]] = {
-    "delay": ("netem", "nfqueue"),
-    "loss": ("netem", "nft", "nfqueue"),
-    "burst_loss": ("netem", "nfqueue"),
-    "duplicate": ("netem", "nfqueue"),
-    "reorder": ("netem", "nfqueue"),
-    "rate": ("htb",),
-    "blackhole": ("nft", "netem", "nfqueue"),
-    "sip_drop": ("nft", "nfqueue"),
-    "sip_delay": ("nfqueue",),
+    NetKind.DELAY: ("netem", "nfqueue"),
+    NetKind.LOSS: ("netem", "nft", "nfqueue"),
+    NetKind.BURST_LOSS: ("netem", "nfqueue"),
+    NetKind.DUPLICATE: ("netem", "nfqueue"),
+    NetKind.REORDER: ("netem", "nfqueue"),
+    NetKind.RATE: ("htb",),
+    NetKind.BLACKHOLE: ("nft", "netem", "nfqueue"),
+    NetKind.SIP_DROP: ("nft", "nfqueue"),
+    NetKind.SIP_DELAY: ("nfqueue",),
 }
 
 _ID = re.compile(r"^[A-Za-z0-9]{1,16}$")
@@ -256,22 +256,22 @@ def u32_method_match(method: str) -> str:
 def delay_params(fault: NetFault) -> DelayParams:
     """What the userspace delay line does with each queued packet of this fault."""
     kind = fault.kind
-    if kind == "delay":
+    if kind == NetKind.DELAY:
         return DelayParams(delay_ms=fault.effective_ms, jitter_ms=fault.jitter_ms)
-    if kind == "loss":
+    if kind == NetKind.LOSS:
         return DelayParams(loss_pct=fault.effective_pct)
-    if kind == "blackhole":
+    if kind == NetKind.BLACKHOLE:
         return DelayParams(loss_pct=100.0)
-    if kind == "sip_drop":
+    if kind == NetKind.SIP_DROP:
         return DelayParams(loss_pct=fault.effective_pct)
-    if kind == "burst_loss":
+    if kind == NetKind.BURST_LOSS:
         assert fault.p is not None and fault.r is not None  # the spec requires them
         return DelayParams(ge=GilbertElliott(p=fault.p, r=fault.r, h=fault.h, k=fault.k))
-    if kind == "duplicate":
+    if kind == NetKind.DUPLICATE:
         return DelayParams(dup_pct=fault.effective_pct)
-    if kind == "reorder":
+    if kind == NetKind.REORDER:
         return DelayParams(delay_ms=fault.effective_ms, immediate_pct=fault.effective_pct)
-    if kind == "sip_delay":
+    if kind == NetKind.SIP_DELAY:
         return DelayParams(
             delay_ms=fault.effective_ms, jitter_ms=fault.jitter_ms, immediate_pct=100.0 - fault.effective_pct
         )
@@ -311,7 +311,7 @@ def plan(
         return Plan(fault_id, fault.kind, backend, apply, revert, QueueSpec(num, params, params.dup_pct > 0, bit))
     apply, revert = _tc(fault, ifaces, fault_id, backend)
     notes: tuple[str, ...] = ()
-    if fault.kind == "rate" and "ingress" in fault.directions:
+    if fault.kind == NetKind.RATE and "ingress" in fault.directions:
         notes = ("ingress rate is shaped on an ifb device the interface's ingress redirects UDP to",)
     return Plan(fault_id, fault.kind, backend, apply, revert, notes=notes)
 
@@ -333,13 +333,13 @@ def _nft_matches(fault: NetFault) -> list[str]:
 
 def _nft_action(fault: NetFault) -> str:
     kind = fault.kind
-    if kind == "blackhole":
+    if kind == NetKind.BLACKHOLE:
         return "drop"
     pct = fault.effective_pct
     chance = "" if pct >= 100 else f"numgen random mod 1000 < {round(pct * 10)} "
-    if kind == "loss":
+    if kind == NetKind.LOSS:
         return f"{chance}drop"
-    if kind == "sip_drop":
+    if kind == NetKind.SIP_DROP:
         assert fault.method is not None
         return f"{nft_method_match(fault.method)} {chance}drop"
     raise PlanError(f"{kind} has no nft form")
@@ -398,7 +398,7 @@ def _ipt_match(fault: NetFault, bit: int) -> list[str]:
         lo, hi = fault.media_ports
         args += ["-m", "multiport", "--ports", _ports_text(lo, hi, ":")]
     args += ["-m", "mark", "!", "--mark", f"{bit:#x}/{bit:#x}"]  # not yet handled by this fault
-    if fault.kind in ("sip_drop", "sip_delay"):
+    if fault.kind in (NetKind.SIP_DROP, NetKind.SIP_DELAY):
         assert fault.method is not None
         args += ["-m", "u32", "--u32", f'"{u32_method_match(fault.method)}"']
     return args
@@ -461,23 +461,23 @@ def _u32_selectors(fault: NetFault) -> list[list[str]]:
 
 def netem_args(fault: NetFault) -> list[str]:
     kind = fault.kind
-    if kind == "delay":
+    if kind == NetKind.DELAY:
         args = ["delay", f"{_num(fault.effective_ms)}ms"]
         if fault.jitter_ms:
             # With a rate set, netem schedules each packet no earlier than the one before it:
             # jitter without reordering (the same FIFO rule as the delay line).
             args += [f"{_num(fault.jitter_ms)}ms", "rate", "100gbit"]
         return args
-    if kind == "loss":
+    if kind == NetKind.LOSS:
         return ["loss", "random", f"{_num(fault.effective_pct)}%"]
-    if kind == "blackhole":
+    if kind == NetKind.BLACKHOLE:
         return ["loss", "random", "100%"]
-    if kind == "burst_loss":
+    if kind == NetKind.BURST_LOSS:
         assert fault.p is not None and fault.r is not None
         return ["loss", "gemodel", *(f"{_num(x)}%" for x in (fault.p, fault.r, 100 - fault.h, 100 - fault.k))]
-    if kind == "duplicate":
+    if kind == NetKind.DUPLICATE:
         return ["duplicate", f"{_num(fault.effective_pct)}%"]
-    if kind == "reorder":
+    if kind == NetKind.REORDER:
         return ["delay", f"{_num(fault.effective_ms)}ms", "reorder", f"{_num(fault.effective_pct)}%"]
     raise PlanError(f"{kind} has no netem form")
 

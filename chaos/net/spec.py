@@ -13,27 +13,34 @@ h = P(delivered | bad) (default 0: the bad state loses everything), k = P(delive
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-Kind = Literal["delay", "loss", "burst_loss", "duplicate", "reorder", "rate", "blackhole", "sip_drop", "sip_delay"]
+from core.errors import first_problem
+
 Direction = Literal["egress", "ingress", "both"]
 Match = Literal["all", "sip", "media"]
 Method = Literal["INVITE", "OPTIONS", "REGISTER"]
 
-KINDS: tuple[str, ...] = (
-    "delay",
-    "loss",
-    "burst_loss",
-    "duplicate",
-    "reorder",
-    "rate",
-    "blackhole",
-    "sip_drop",
-    "sip_delay",
-)
+
+class NetKind(StrEnum):
+    """The network fault kinds: the one list (the catalog, this spec and the backends' rules use it)."""
+
+    DELAY = "delay"
+    LOSS = "loss"
+    BURST_LOSS = "burst_loss"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    RATE = "rate"
+    BLACKHOLE = "blackhole"
+    SIP_DROP = "sip_drop"
+    SIP_DELAY = "sip_delay"
+
+
+KINDS: tuple[str, ...] = tuple(NetKind)
 METHODS: tuple[str, ...] = ("INVITE", "OPTIONS", "REGISTER")
 SIP_PORT = 5060
 #: rtpengine's RTP range in the lab; pjsua's ranges are passed as `media_ports`.
@@ -44,16 +51,16 @@ MAX_KBIT = 10_000_000.0
 DEFAULT_REORDER_MS = 20.0
 
 #: The parameters each kind takes besides direction/match/media_ports; the first tuple is required.
-_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "delay": (("ms",), ("jitter_ms",)),
-    "loss": (("pct",), ()),
-    "burst_loss": (("p", "r"), ("h", "k")),
-    "duplicate": (("pct",), ()),
-    "reorder": (("pct",), ("ms",)),
-    "rate": (("kbit",), ()),
-    "blackhole": ((), ()),
-    "sip_drop": (("method",), ("pct",)),
-    "sip_delay": (("method", "ms"), ("jitter_ms", "pct")),
+_PARAMS: dict[NetKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    NetKind.DELAY: (("ms",), ("jitter_ms",)),
+    NetKind.LOSS: (("pct",), ()),
+    NetKind.BURST_LOSS: (("p", "r"), ("h", "k")),
+    NetKind.DUPLICATE: (("pct",), ()),
+    NetKind.REORDER: (("pct",), ("ms",)),
+    NetKind.RATE: (("kbit",), ()),
+    NetKind.BLACKHOLE: ((), ()),
+    NetKind.SIP_DROP: (("method",), ("pct",)),
+    NetKind.SIP_DELAY: (("method", "ms"), ("jitter_ms", "pct")),
 }
 _COMMON = ("direction", "match", "media_ports")
 _EXAMPLE = {
@@ -78,7 +85,7 @@ class NetFault(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    kind: Kind
+    kind: NetKind
     direction: Direction = "egress"
     match: Match = "all"
     media_ports: tuple[int, int] = DEFAULT_MEDIA_PORTS
@@ -130,11 +137,11 @@ class NetFault(BaseModel):
     @property
     def effective_match(self) -> str:
         """SIP faults only ever look at SIP traffic."""
-        return "sip" if self.kind in ("sip_drop", "sip_delay") else self.match
+        return "sip" if self.kind in (NetKind.SIP_DROP, NetKind.SIP_DELAY) else self.match
 
     @property
     def effective_ms(self) -> float:
-        if self.kind == "reorder" and self.ms is None:
+        if self.kind == NetKind.REORDER and self.ms is None:
             return DEFAULT_REORDER_MS
         return self.ms or 0.0
 
@@ -176,7 +183,7 @@ def ensure_net_fault_is_valid(fault: NetFault) -> None:
             raise InvalidNetFault(f"{name}={value:g} is over {MAX_MS:g} ms; a network fault delays at most a minute")
     if fault.kbit is not None and not 0 < fault.kbit <= MAX_KBIT:
         raise InvalidNetFault(f"kbit={fault.kbit:g} must be above 0 and at most {MAX_KBIT:g}, e.g. --kbit 64")
-    if kind == "burst_loss" and fault.r == 0:
+    if kind == NetKind.BURST_LOSS and fault.r == 0:
         raise InvalidNetFault("r=0 never leaves the bad state (all traffic lost); give r > 0, or use blackhole")
     lo, hi = fault.media_ports
     if not 1 <= lo <= hi <= 65535:
@@ -185,7 +192,7 @@ def ensure_net_fault_is_valid(fault: NetFault) -> None:
         )
     if "media_ports" in given and fault.match != "media":
         raise InvalidNetFault("media_ports only applies with match=media; add --match media or drop media_ports")
-    if kind in ("sip_drop", "sip_delay") and fault.match not in ("all", "sip"):
+    if kind in (NetKind.SIP_DROP, NetKind.SIP_DELAY) and fault.match not in ("all", "sip"):
         raise InvalidNetFault(f"{kind} always matches SIP (UDP port {SIP_PORT}); drop --match {fault.match}")
 
 
@@ -194,11 +201,4 @@ def parse_net_fault(data: dict[str, Any]) -> NetFault:
     try:
         return NetFault.model_validate(data)
     except ValidationError as exc:
-        raise InvalidNetFault(first_error(exc)) from None
-
-
-def first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    msg = str(err.get("msg", exc))
-    return f"{where}: {msg}" if where else msg
+        raise InvalidNetFault(first_problem(exc, top="")) from None

@@ -219,7 +219,7 @@ def record_revert(fault: NetFault, fault_id: str, backend: str, reason: str, fai
     """The revert as an event in the lab's log (only where a lab log is configured: the containers)."""
     if not os.environ.get("WOBBLE_EVENTS"):
         return
-    from lab import events
+    from core import events
 
     record = {"id": fault_id, "fault": fault.kind, "target": os.environ.get("WOBBLE_FAULT_TARGET"),
               "backend": backend, "by": "warden", "reason": reason, "mono": time.monotonic()}  # fmt: skip

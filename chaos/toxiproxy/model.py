@@ -14,6 +14,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.errors import first_problem
+
 Protocol = Literal["tcp", "udp"]
 Stream = Literal["upstream", "downstream"]
 
@@ -58,13 +60,8 @@ def toxic_exists(name: str) -> ApiError:
 
 
 def first_error(exc: ValidationError, prefix: str = "") -> str:
-    """`field.path: what is wrong` for the first problem pydantic found."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown attribute"
-    return f"{loc}: {msg}" if loc else msg
+    """`field.path: what is wrong` for the first problem pydantic found (toxiproxy's wording)."""
+    return first_problem(exc, top="", prefix=prefix, say={"extra_forbidden": "unknown attribute"})
 
 
 # ---------------------------------------------------------------- addresses

@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from core.http import healthz_text, json_error, metrics_response, run_app
 
 DEFAULT_PORT = 8091
 FIRST = (
@@ -94,31 +96,26 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def screenpop(request: web.Request) -> web.Response:
     caller = request.match_info["caller"]
     if not caller or len(caller) > MAX_CALLER:
-        return web.json_response({"error": f"caller id must be 1-{MAX_CALLER} characters"}, status=400)
+        return json_error(400, f"caller id must be 1-{MAX_CALLER} characters")
     return web.json_response(card_for(caller))
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
-
-
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[METRICS].registry)
 
 
 def make_app() -> web.Application:
     app = web.Application(middlewares=[measure])
     app[METRICS] = CrmMetrics()
     app.router.add_get("/v1/screenpop/{caller}", screenpop)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", healthz_text)
     app.router.add_get("/metrics", metrics)
     return app
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    web.run_app(make_app(), port=int(os.environ.get("PORT", DEFAULT_PORT)), access_log=None, print=None)
+    run_app(make_app(), int(os.environ.get("PORT", DEFAULT_PORT)))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from core.http import bearer_token, healthz_text, json_error, metrics_response, run_app
 
 DEFAULT_PORT = 8090
 DEFAULT_SECRET = "wobble"
@@ -68,10 +70,6 @@ class IdpState:
 STATE: web.AppKey[IdpState] = web.AppKey("idp", IdpState)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 async def login(request: web.Request) -> web.Response:
     st = request.app[STATE]
     t0 = time.perf_counter()
@@ -84,10 +82,10 @@ async def login(request: web.Request) -> web.Response:
         secret = body.get("secret") if isinstance(body, dict) else None
         if not isinstance(agent, str) or not agent or not isinstance(secret, str):
             st.logins.labels("bad_request").inc()
-            return _error(400, 'body must be {"agent": "<name>", "secret": "<secret>"}')
+            return json_error(400, 'body must be {"agent": "<name>", "secret": "<secret>"}')
         if not hmac.compare_digest(secret.encode(), st.secret.encode()):
             st.logins.labels("denied").inc()
-            return _error(401, f"wrong secret for agent {agent!r}")
+            return json_error(401, f"wrong secret for agent {agent!r}")
         st.logins.labels("ok").inc()
         return web.json_response({"token": st.issue(agent), "expires_in": st.ttl_s, "agent": agent})
     finally:
@@ -96,22 +94,17 @@ async def login(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    found = st.lookup(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    token = bearer_token(request.headers.get("Authorization", ""))
+    found = st.lookup(token) if token else None
     if found is None:
         st.verifies.labels("denied").inc()
-        return _error(401, "missing, unknown or expired token (Authorization: Bearer <token>)")
+        return json_error(401, "missing, unknown or expired token (Authorization: Bearer <token>)")
     st.verifies.labels("ok").inc()
     return web.json_response({"agent": found[0], "expires_in": int(found[1])})
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
-
-
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[STATE].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[STATE].registry)
 
 
 def make_app(
@@ -121,7 +114,7 @@ def make_app(
     app[STATE] = IdpState(secret=secret, ttl_s=ttl_s, clock=clock)
     app.router.add_post("/v1/login", login)
     app.router.add_get("/v1/verify", verify)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", healthz_text)
     app.router.add_get("/metrics", metrics)
     return app
 
@@ -129,7 +122,7 @@ def make_app(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     app = make_app(os.environ.get("IDP_SECRET", DEFAULT_SECRET), int(os.environ.get("IDP_TOKEN_TTL", DEFAULT_TTL_S)))
-    web.run_app(app, port=int(os.environ.get("PORT", DEFAULT_PORT)), access_log=None, print=None)
+    run_app(app, int(os.environ.get("PORT", DEFAULT_PORT)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.errors import BadInput, first_problem
+from core.errors import BadInput, first_problem
 
 DEFAULT_PATH = Path(__file__).with_name("records.yaml")
 Mode = Literal["async", "sync"]

@@ -3,7 +3,7 @@ matching stdlib error, so callers can catch either."""
 
 from __future__ import annotations
 
-from lab.errors import WobbleError
+from core.errors import WobbleError
 
 
 class RecordsError(WobbleError):

@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from lab import events
+from core import events
 from lab.records import db, groundtruth, sources
 from lab.records.config import RecordsConfig
 from lab.records.errors import DbUnreachable, EmptyEventLog

@@ -17,7 +17,7 @@ from typing import Any
 
 from docker.errors import ContainerError, DockerException, ImageNotFound
 
-from lab import dockerctl, paths
+from core import dockerctl, paths
 from lab.records import sources
 from lab.records.config import RecordsConfig
 from lab.records.errors import DbMissing, OperationFailed

@@ -36,7 +36,7 @@ def _answer_time(ev: Mapping[str, Any]) -> float | None:
 
 def from_events(events: Iterable[Mapping[str, Any]], since: float | None = None) -> list[PlacedCall]:
     """Every call invoked at or after `since` (UNIX s), in order; the completion wins over its invoke.
-    An answered call is one with a fate (lab.schema: fate is null only when never answered)."""
+    An answered call is one with a fate (core.schema: fate is null only when never answered)."""
     calls: dict[str, PlacedCall] = {}
     for ev in events:
         kind = ev.get("kind")

@@ -1,6 +1,6 @@
 """RPO scenarios on a records-only lab (tests/records/compose.yaml: two records servers and the
 toxiproxy between them, project wobble-rt on 10.78.x, so they run beside a live lab). The records
-lab tests assert on their results and `python -m lab.records.bench` writes them down.
+lab tests assert on their results and `python -m lab.bench.records` writes them down.
 
 Each scenario starts from fresh volumes, applies the config's WAN profile, drives a steady write
 load (lab.records.writer) into region-a's primary, then loses, stops or fails over region-a.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import events, paths
-from lab.lifecycle import compose_bin
+from core import events, paths
+from core.dockerctl import compose_bin
 from lab.records import config, db, failover, gather, groundtruth, lag, sources, wan, writer
 from lab.records.config import RecordsConfig
 from lab.records.errors import OperationFailed, RecordsError

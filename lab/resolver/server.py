@@ -16,8 +16,8 @@ from typing import cast
 
 from dnslib import DNSError, DNSRecord
 
-from lab.resolver.zone import answer
-from lab.topology import Topology
+from core.dnszone import answer
+from core.topology import Topology
 
 log = logging.getLogger("wobble.resolver")
 

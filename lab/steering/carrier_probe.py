@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from core.sipprobe import OptionsProber
 from lab.steering import config as configmod
-from lab.steering.sipprobe import OptionsProber
 
 log = logging.getLogger("wobble.carrier-probe")
 

@@ -7,13 +7,13 @@ import os
 import random
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
-from dnslib import QTYPE, DNSRecord
+from dnslib import DNSRecord
 
-from lab.errors import BadInput, LabNotUp, WobbleError
-from lab.topology import Topology
+from core.dnssrv import SrvTarget, order_srv, parse_srv_reply
+from core.errors import BadInput, LabNotUp, WobbleError
+from core.topology import Topology
 
 DEFAULT_TOKEN = "wobble-operator"  # the lab's default; set WOBBLE_TOKEN to use another
 
@@ -44,53 +44,13 @@ def request(path: str, body: dict[str, Any] | None = None, auth: bool = False, t
         raise LabNotUp(f"steering does not answer at {url} ({exc}); start the lab with `make up`") from None
 
 
-@dataclass(frozen=True)
-class SrvTarget:
-    priority: int
-    weight: int
-    port: int
-    host: str  # an address (from the additional section) or a name
-    region: str
-
-
 def srv_targets(zone: str = "cx.lab", rng: random.Random | None = None, timeout: float = 1.0) -> list[SrvTarget]:
     """`_sip._udp.<zone>` from the steering DNS, ordered as RFC 2782 says (priority, then weighted)."""
     topo = Topology.default()
     q = DNSRecord.question(f"_sip._udp.{zone}", "SRV")
     try:
-        reply = DNSRecord.parse(q.send(topo.steering_ip, 53, timeout=timeout))
+        packet = q.send(topo.steering_ip, 53, timeout=timeout)
     except OSError as exc:
         raise LabNotUp(f"steering DNS does not answer at {topo.steering_ip}:53 ({exc}); start the lab") from None
-    addresses = {str(rr.rname).rstrip("."): str(rr.rdata) for rr in reply.ar if rr.rtype == QTYPE.A}
-    records = []
-    for rr in reply.rr:
-        if rr.rtype != QTYPE.SRV:
-            continue
-        name = str(rr.rdata.target).rstrip(".")
-        letter = name.split(".", 1)[0].removeprefix("sbc-")
-        records.append(SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, addresses.get(name, name),
-                                 f"region-{letter}"))  # fmt: skip
+    records, _ttl = parse_srv_reply(packet)
     return order_srv(records, rng or random.Random())
-
-
-def order_srv(records: list[SrvTarget], rng: random.Random) -> list[SrvTarget]:
-    """RFC 2782 selection order: ascending priority; within one, weighted random without replacement."""
-    out: list[SrvTarget] = []
-    for prio in sorted({r.priority for r in records}):
-        group = [r for r in records if r.priority == prio]
-        while group:
-            total = sum(r.weight for r in group)
-            if total == 0:
-                pick = group[0]
-            else:
-                x = rng.uniform(0, total)
-                acc = 0.0
-                pick = group[-1]
-                for r in group:
-                    acc += r.weight
-                    if x <= acc:
-                        pick = r
-                        break
-            out.append(pick)
-            group.remove(pick)
-    return out

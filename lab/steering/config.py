@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.errors import BadInput, first_problem
+from core.errors import BadInput, first_problem
 
 BUNDLED = Path(__file__).with_name("steering.yaml")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lab.errors import BadInput
+from core.errors import BadInput
+from core.http import TOKEN, authorized, healthz, json_error, run_app
 from lab.steering import config as configmod
-from lab.steering.http import TOKEN, authorized, healthz
 
 CONFIG: web.AppKey[configmod.SteeringConfig] = web.AppKey("config")
 
@@ -26,11 +26,11 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def put_config(request: web.Request) -> web.Response:
     if not authorized(request):
-        return web.json_response({"error": "missing or wrong token"}, status=401)
+        return json_error(401, "missing or wrong token")
     try:
         new = configmod.ensure_config_is_valid(await request.json(), "request body")
     except (ValueError, BadInput) as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return json_error(400, str(exc))
     request.app[CONFIG] = new
     return web.json_response(new.model_dump())
 
@@ -52,8 +52,7 @@ def main() -> None:
         cfg = configmod.load(path)
     except (BadInput, OSError) as exc:
         raise SystemExit(f"config-api: {exc}") from None
-    web.run_app(make_app(cfg, os.environ.get("STEERING_TOKEN", "")), port=int(os.environ.get("PORT", "8081")),
-                access_log=None, print=None)  # fmt: skip
+    run_app(make_app(cfg, os.environ.get("STEERING_TOKEN", "")), int(os.environ.get("PORT", "8081")))
 
 
 if __name__ == "__main__":

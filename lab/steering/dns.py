@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dnslib import QTYPE, RCODE, RR, SRV, A, DNSRecord
 
-from lab.resolver.zone import zone_reply
+from core.dnszone import zone_reply
 
 
 @dataclass(frozen=True)

@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.http import TOKEN, authorized, healthz, json_object, metrics_response, openapi_handler
+from core.http import json_error as _json_error
 from lab.steering.dnsfault import parse_fault
 
 if TYPE_CHECKING:
     from lab.steering.service import Steering
 
 STEERING: web.AppKey[Steering] = web.AppKey("steering")
-TOKEN: web.AppKey[str] = web.AppKey("token")
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def bearer_token(header: str) -> str:
-    """The token of an `Authorization: Bearer <token>` header; empty for any other scheme."""
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
-
-
-def authorized(request: web.Request) -> bool:
-    given = bearer_token(request.headers.get("Authorization", ""))
-    return bool(given) and hmac.compare_digest(given, request.app[TOKEN])
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
-    return data
 
 
 async def route(request: web.Request) -> web.Response:
@@ -55,7 +29,7 @@ async def failover(request: web.Request) -> web.Response:
     if not authorized(request):
         return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
     steering = request.app[STEERING]
-    body = await _body(request)
+    body = await json_object(request)
     who = str(body.get("who") or "operator")
     now = time.time()
     if body.get("approve"):
@@ -80,7 +54,7 @@ async def mode(request: web.Request) -> web.Response:
     if not authorized(request):
         return _json_error(401, "missing or wrong operator token (Authorization: Bearer <token>)")
     steering = request.app[STEERING]
-    body = await _body(request)
+    body = await json_object(request)
     new = str(body.get("mode", ""))
     if new not in ("auto", "confirm", "manual"):
         return _json_error(400, f"mode must be auto, confirm or manual, got {new!r}")
@@ -92,7 +66,7 @@ async def mode(request: web.Request) -> web.Response:
 async def probes(request: web.Request) -> web.Response:
     """Reports from the carrier vantage point (a probe process on the callers' network)."""
     steering = request.app[STEERING]
-    body = await _body(request)
+    body = await json_object(request)
     vantage = str(body.get("vantage") or "carrier")
     names = {r.name for r in steering.cfg.regions}
     count = 0
@@ -109,7 +83,7 @@ async def probes(request: web.Request) -> web.Response:
 async def evidence(request: web.Request) -> web.Response:
     """Passive evidence: outcomes of real calls through a region, reported by callers."""
     steering = request.app[STEERING]
-    body = await _body(request)
+    body = await json_object(request)
     region = body.get("region")
     if region not in {r.name for r in steering.cfg.regions}:
         return _json_error(400, f"unknown region {region!r}")
@@ -124,12 +98,7 @@ async def evidence(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[STEERING].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return metrics_response(request.app[STEERING].metrics.registry)
 
 
 async def dns_chaos(request: web.Request) -> web.Response:
@@ -141,16 +110,12 @@ async def dns_chaos(request: web.Request) -> web.Response:
         steering.dns_chaos.clear()
         return web.json_response({"fault": None})
     try:
-        fault = parse_fault(await _body(request), time.time())
+        fault = parse_fault(await json_object(request), time.time())
     except ValueError as exc:
         return _json_error(400, str(exc))
     steering.dns_chaos.set(fault, steering.dns_view())
     return web.json_response({"fault": {"id": fault.id, "mode": fault.mode, "pct": fault.pct, "ms": fault.ms,
                                         "expires_at": fault.expires_at}})  # fmt: skip
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
 
 
 def make_app(steering: Steering, token: str) -> web.Application:
@@ -165,7 +130,7 @@ def make_app(steering: Steering, token: str) -> web.Application:
     app.router.add_post("/v1/evidence", evidence)
     app.router.add_post("/v1/chaos/dns", dns_chaos)
     app.router.add_delete("/v1/chaos/dns", dns_chaos)
-    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/openapi.json", openapi_handler(OPENAPI))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app

@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 
-from lab import events
+from core import events
+from core.sipprobe import OptionsProber
 from lab.steering import config as configmod
 from lab.steering.dns import Target, answer
 from lab.steering.dnsfault import DnsChaos, FaultyDnsProtocol
 from lab.steering.metrics import SteeringMetrics
 from lab.steering.policy import CallEvidence, Decision, Policy, PolicyConfig, ProbeResult
-from lab.steering.sipprobe import OptionsProber
 
 log = logging.getLogger("wobble.steering")
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import lifecycle, topology
+from core import topology
+from lab import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]
 WOBBLE = [sys.executable, "-m", "lab.cli"]

@@ -7,7 +7,7 @@ import wave
 
 import pytest
 
-from lab import events, paths
+from core import events, paths
 from tests.lab.conftest import last_json, run_wobble
 
 HOLD_S = 5

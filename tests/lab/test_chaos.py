@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab import dockerctl
+from core import dockerctl
 from tests.lab.conftest import last_json, run_wobble
 
 LEFTOVER = ("drop", "NFQUEUE", "statistic", "netem", "tbf", "htb", "wobble")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lab import events, paths
+from core import events, paths
 from tests.lab.conftest import last_json, run_wobble
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab import events, paths
+from core import events, paths
 from lab.records import config
 from lab.records.lag import Lag, LagProbe
 from tests.lab.conftest import ROOT, WOBBLE, last_json, run_wobble, wait_agents_home

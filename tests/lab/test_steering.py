@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab import dockerctl, events, paths
+from core import dockerctl, events, paths
 from lab.steering import client
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from lab import dockerctl, events, lifecycle, paths
+from core import dockerctl, events, paths
+from lab import lifecycle
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 

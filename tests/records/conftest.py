@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.errors import WobbleError
+from core.errors import WobbleError
 from lab.records import scenarios
 from lab.records.config import RecordsConfig
 
 
 @pytest.fixture(scope="session")
 def rt() -> Iterator[RecordsConfig]:
-    from lab import dockerctl
+    from core import dockerctl
 
     try:
         cli = dockerctl.client()

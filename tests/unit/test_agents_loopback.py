@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("pjsua2")
 
-from lab import events
+from core import events
 from tests.unit.loopback import free_port, loopback_env, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]

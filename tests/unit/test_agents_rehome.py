@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from agents import agent, status
 from agents.metrics import AgentMetrics
-from lab import events
-from lab.steering.sipprobe import ProbeReply
+from core import events
+from core.sipprobe import ProbeReply
 
 BASE = ["--region", "region-a", "--prefix", "a", "--count", "6", "--proxy", "10.77.1.11"]
 REHOME = ["--fallback-proxy", "10.77.2.11", "--fallback-region", "region-b"]

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from agents import agent
 from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
-from lab import events
+from core import events
 from lab.deps import crm
 from tests.unit.loopback import free_port, loopback_env, wait_metric
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import BadInput
+from core.topology import Topology
 from lab.call import ensure_hold_is_valid, ensure_region_is_valid
 from lab.cli import app
-from lab.errors import BadInput
-from lab.topology import Topology
 
 
 @pytest.mark.parametrize("hold", ["0", "-1", "abc", "nan", "inf", ""])

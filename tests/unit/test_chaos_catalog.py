@@ -113,3 +113,27 @@ def test_an_unknown_backend_is_refused() -> None:
         ensure_fault_is_valid(req, SERVICES, {"pause": "docker"})
     ok = FaultRequest(kind="pause", target="crm", duration_s=5, backend="docker")
     assert ensure_fault_is_valid(ok, SERVICES, {"pause": "docker"}).kind == "pause"
+
+
+def test_network_fault_kinds_are_one_list() -> None:
+    """NetKind is the one definition: the catalog, the spec's parameters and the backends follow it."""
+    from chaos import catalog
+    from chaos.net import rules, spec
+
+    assert set(catalog.NET_KINDS) == set(spec.NetKind) == set(spec.KINDS)
+    assert set(rules.BACKENDS) == set(spec.NetKind)
+    assert set(spec._PARAMS) == set(spec.NetKind)
+    assert all(catalog.FAMILIES[k] == "net" for k in spec.NetKind)
+
+
+def test_regions_and_networks_come_from_the_topology() -> None:
+    from chaos import catalog
+    from core.topology import Topology
+
+    topo = Topology.default()
+    assert catalog.REGION_SERVICES == {
+        "region-a": ("sbc-a", "media-a", "pbx-a", "db-a"),
+        "region-b": ("sbc-b", "media-b", "pbx-b", "db-b"),
+    }
+    assert catalog.NETWORKS == ("carrier", "backbone", "region-a", "region-b") == topo.network_names
+    assert catalog.SBCS == ("sbc-a", "sbc-b")

@@ -1,4 +1,4 @@
-"""compose.yaml and lab/topology.py describe the same lab; every network stays on the machine."""
+"""compose.yaml and core/topology.py describe the same lab; every network stays on the machine."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import paths
+from core import paths
+from core.topology import PROJECT, Topology
 from lab.lifecycle import SERVICES
-from lab.topology import PROJECT, Topology
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents import login as loginmod
-from lab import events
+from core import events
 from lab.deps import crm, idp
 
 Check = Callable[[TestClient[Any, Any]], Awaitable[None]]

@@ -4,7 +4,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from lab import events
+from core import events
 
 
 def _writer(path: str, n: int, who: int) -> None:

@@ -1,4 +1,4 @@
-"""Recovery of calls a dead load run left open (lab.history): every invoke ends with exactly one
+"""Recovery of calls a dead load run left open (core.history): every invoke ends with exactly one
 completion, completed calls are never touched, live runs are left alone, twice closes nothing new."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from lab import events, history, paths, schema
+from core import events, history, paths, schema
 
 RUNS = ("r1", "r2", "r3")
 COMPLETIONS = schema.LOAD_COMPLETIONS

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from lab import dockerctl, lifecycle
-from lab.errors import LabNotUp, PortInUse
-from lab.topology import Topology
+from core import dockerctl
+from core.errors import LabNotUp, PortInUse
+from core.topology import Topology
+from lab import lifecycle
 
 
 class FakeDocker:

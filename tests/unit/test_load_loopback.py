@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("pjsua2")
 
-from lab import events, history, schema
+from core import events, history, schema
 from tests.unit.loopback import free_port, metric
 
 ROOT = Path(__file__).resolve().parents[2]

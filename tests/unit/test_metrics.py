@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from agents import loadmodel, metrics
 from agents.metrics import AgentMetrics, LoadMetrics, WorkerCounters, attempt_region
-from lab import history, schema
+from core import history, schema
 from tests.unit.loopback import free_port
 
 SBCS = {"10.77.0.11": "region-a", "10.77.0.12": "region-b"}

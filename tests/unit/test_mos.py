@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.metrics.mos import mos, r_factor
+from core.mos import mos, r_factor
 
 pct = st.floats(min_value=0, max_value=100, allow_nan=False)
 ms = st.floats(min_value=0, max_value=5000, allow_nan=False)

@@ -24,7 +24,7 @@ def run(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "events.jsonl"
-    monkeypatch.setattr("lab.paths.EVENTS", path)
+    monkeypatch.setattr("core.paths.EVENTS", path)
     return path
 
 

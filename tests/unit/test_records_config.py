@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import paths
-from lab.errors import BadInput
+from core import paths
+from core.errors import BadInput
 from lab.records import config, wan
 from lab.records.config import WanProfile
 

@@ -6,8 +6,8 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.resolver.zone import answer, in_zone
-from lab.topology import Topology
+from core.dnszone import answer, in_zone
+from core.topology import Topology
 
 RECORDS = Topology.default().dns_records()
 

@@ -1,5 +1,5 @@
 """One schema for every call record: `wobble call --json` (lab.call.call_record) and the traffic
-generator's load_* records (agents.loadmodel.call_record) share lab.schema's core and version."""
+generator's load_* records (agents.loadmodel.call_record) share core.schema's core and version."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agents import loadmodel
-from lab import events, schema
+from core import events, schema
 from lab.call import Evidence, call_record
 from lab.cdr import Cdr
 

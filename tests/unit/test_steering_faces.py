@@ -8,9 +8,9 @@ import socket
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from lab.steering.client import SrvTarget, order_srv
+from core.dnssrv import SrvTarget, order_srv
+from core.sipprobe import OptionsProber, parse_reply
 from lab.steering.dns import Target, answer
-from lab.steering.sipprobe import OptionsProber, parse_reply
 
 
 class FakeSbc(asyncio.DatagramProtocol):

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.schema import SCHEMA_VERSION
+from core import durable
+from core.schema import SCHEMA_VERSION
 
 #: Where events go when nothing says otherwise; containers set WOBBLE_EVENTS to their mount.
 DEFAULT_PATH = Path(os.environ.get("WOBBLE_EVENTS", "var/events.jsonl"))
@@ -27,20 +28,13 @@ def event_path() -> Path:
 
 def append(kind: str, record: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
     """Append one event of `kind`; returns the event as written: the envelope `ts`, `kind` and
-    `schema` (lab.schema.SCHEMA_VERSION unless the record carries its own), then the record."""
+    `schema` (core.schema.SCHEMA_VERSION unless the record carries its own), then the record."""
     clash = {"ts", "kind"} & set(record)
     if clash:  # the envelope is the log's own: a record silently renaming its kind would be lost
         raise ValueError(f"event record may not carry {sorted(clash)}; rename the field")
     target = path or event_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
     event = {"ts": round(time.time(), 6), "kind": kind, "schema": SCHEMA_VERSION, **record}
-    line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.append(target, (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode())
     return event
 
 

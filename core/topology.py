@@ -47,6 +47,12 @@ class Region(BaseModel):
         return f"media-{self.letter}"
 
     @property
+    def infrastructure(self) -> tuple[str, ...]:
+        """The services the region is made of (a region outage takes all of them at once). Its agents
+        are people, not the region's machines: they outlive it and re-home to the other region."""
+        return (self.sbc_service, self.media_service, self.pbx_service, self.db_service)
+
+    @property
     def sip_uri(self) -> str:
         """Where a customer's call to this region goes: its SBC's carrier side."""
         return f"sip:support@{self.sbc_carrier_ip}:5060"
@@ -108,6 +114,11 @@ class Topology(BaseModel):
     @property
     def steering_url(self) -> str:
         return f"http://{self.steering_ip}:{self.steering_http_port}"
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        """Every lab network: carrier, backbone, then each region's."""
+        return tuple(self.subnets())
 
     def subnets(self) -> dict[str, str]:
         nets = {"carrier": self.carrier_subnet, "backbone": self.backbone_subnet}

@@ -3,6 +3,7 @@ message says what was wrong and what to do, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -14,11 +15,21 @@ class BadInput(WobbleError, ValueError):
     """A value the user gave is not acceptable (unknown region, bad number, ...)."""
 
 
-def first_problem(exc: Any) -> str:
-    """A pydantic ValidationError's first problem as `where: what` (where: the field's dotted path)."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top)"
-    return f"{where}: {first['msg']}"
+def first_problem(exc: Exception, *, top: str = "(top)", prefix: str = "", say: Mapping[str, str] | None = None) -> str:
+    """A pydantic ValidationError's first problem as `where: what`, the one wording of it.
+
+    `where` is the field's dotted path (after `prefix`, if any); a problem with the whole value is
+    at `top`, and with `top=""` it is `what` alone. `say` rewords problems by pydantic's error type.
+    Any other error (no `errors()`) is its own text.
+    """
+    errors: Any = getattr(exc, "errors", None)
+    try:
+        first = errors()[0]
+    except (TypeError, IndexError):
+        return str(exc)
+    where = ".".join(str(p) for p in (prefix, *first.get("loc", ())) if p != "") or top
+    what = (say or {}).get(first.get("type", ""), str(first.get("msg", exc)))
+    return f"{where}: {what}" if where else what
 
 
 class DockerUnavailable(WobbleError, ConnectionError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.metrics.mos import mos as emodel_mos
+from core.mos import mos as emodel_mos
 
 #: Bumped when a field changes meaning or is removed (adding a field keeps the version).
 SCHEMA_VERSION = 1
@@ -27,7 +27,7 @@ ONE_WAY_S = 2.0
 EARLY_END = frozenset({"remote_bye", "media_timeout", "transport_error", "failed", "watchdog"})
 #: end_reasons of calls whose outcome nobody knows: the worker holding the call died
 #: (worker_lost), the run gave up waiting (abandoned), or the whole supervisor died and a later
-#: recovery closed the call (recovered, see lab.history).
+#: recovery closed the call (recovered, see core.history).
 UNKNOWN_END = frozenset({"worker_lost", "abandoned", "recovered"})
 
 #: The fields every call record carries, in this order, with these defaults (None: null).

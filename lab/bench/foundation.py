@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import paths
+from core import paths
 
 CALLS_PER_REGION = 3
 IMAGES = ["wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev",

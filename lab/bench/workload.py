@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import dockerctl, lifecycle, paths
+from core import dockerctl, paths
+from lab import lifecycle
 from lab.load import run_load
 
 log = logging.getLogger("wobble.bench")

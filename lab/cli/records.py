@@ -10,8 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lab import paths
-from lab.errors import BadInput, WobbleError
+from core import paths
+from core.errors import BadInput, WobbleError
 
 records_app = typer.Typer(no_args_is_help=True, help="Call records: replication lag, failover, resync, RPO.")
 T = TypeVar("T")

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chaos.client import ChaosClient
-from lab import lifecycle, paths
+from core import paths
+from lab import lifecycle
 
 log = logging.getLogger("wobble.bench")
 SERVER, CLIENT = "crm", "agents-a"

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
+from core.errors import BadInput, HealthTimeout, WobbleError
 from lab import lifecycle
 from lab.call import place_call
-from lab.cli_fault import fault_app
-from lab.cli_records import records_app
-from lab.errors import BadInput, HealthTimeout, WobbleError
+from lab.cli.fault import fault_app
+from lab.cli.records import records_app
 from lab.steering import client as steering_client
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -62,7 +62,7 @@ def down() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
     """Each lab service and its health."""
-    from lab import dockerctl
+    from core import dockerctl
 
     try:
         running = lifecycle.running_services()
@@ -139,7 +139,7 @@ def events_tail(
     lines: Annotated[int, typer.Option("-n", help="Start with the last N events.")] = 20,
 ) -> None:
     """Print the last events (one JSON object per line) and, with -f, follow new ones."""
-    from lab import events, paths
+    from core import events, paths
 
     wanted = set(kind or [])
     backlog = [e for e in events.read(paths.EVENTS) if not wanted or e.get("kind") in wanted]
@@ -159,7 +159,7 @@ def events_recover(as_json: Annotated[bool, typer.Option("--json", help="One JSO
     """Close every call a dead load run left open (load_invoke, no completion) with a load_info
     whose end_reason is `recovered`. Calls of runs still going are left alone; a second run closes
     nothing new (docs/events.md)."""
-    from lab import history, paths
+    from core import history, paths
 
     try:
         done = history.recover_log(paths.EVENTS, recovered_by="cli")

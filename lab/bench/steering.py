@@ -16,9 +16,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from lab import dockerctl, lifecycle, paths
+from core import dockerctl, paths
+from core.errors import WobbleError
+from lab import lifecycle
 from lab.call import place_call
-from lab.errors import WobbleError
 from lab.steering import client
 
 log = logging.getLogger("wobble.bench")

@@ -1,0 +1,1 @@
+"""The lab's benchmarks, one module a subsystem (`python -m lab.bench.<name>`; `make bench` runs them all)."""

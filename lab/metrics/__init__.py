@@ -1,1 +1,0 @@
-"""Measurements computed from raw observations (pure functions)."""
