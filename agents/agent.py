@@ -446,7 +446,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     async def append_call(record: dict[str, Any]) -> None:
         counters.call_ended(record)
         try:
-            await asyncio.to_thread(events.append, "agent_call", record)
+            await asyncio.to_thread(events.append, events.AgentCall.of(record))
         except OSError:
             log.exception("could not append agent_call event")
 
@@ -632,7 +632,7 @@ async def run_worker(args: argparse.Namespace) -> None:
             )
             counters.call_ended(record)
             with contextlib.suppress(OSError):
-                events.append("agent_call", record)
+                events.append(events.AgentCall.of(record))
     for fetch, _ in pops.values():
         fetch.cancel()
     if late_writers:
@@ -826,7 +826,7 @@ class Supervisor:
         from core import events
 
         try:
-            await asyncio.to_thread(events.append, "agent_rehome", record)
+            await asyncio.to_thread(events.append, events.AgentRehome.of(record))
         except OSError:
             log.exception("could not append agent_rehome event")
 

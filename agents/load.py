@@ -62,7 +62,7 @@ from typing import Any
 from agents import loadmodel
 from agents.metrics import LOAD_PORT, LoadMetrics, attempt_region, sbc_regions, serve
 from agents.model import parse_valid_args, uri_host
-from core import history
+from core import events, history
 
 log = logging.getLogger("agents.load")
 
@@ -314,11 +314,9 @@ class LoadRun:
 
     # -- event log (one writer thread: an invoke is always written before its completion)
 
-    def emit(self, kind: str, record: dict[str, Any]) -> None:
-        from core import events
-
+    def emit(self, event: events.Event) -> None:
         loop = asyncio.get_running_loop()
-        self.writes.append(loop.run_in_executor(self.writer, self._append, events.append, kind, record))
+        self.writes.append(loop.run_in_executor(self.writer, self._append, events.append, event))
 
     def invoke(
         self,
@@ -332,16 +330,18 @@ class LoadRun:
     ) -> None:
         """A call is attempted: its `load_invoke` event, and the attempts metric."""
         self.emit(
-            "load_invoke", loadmodel.invoke_record(self.run_id, call_id, t_invoke, target, chosen_by, worker, hold)
+            events.LoadInvoke.of(
+                loadmodel.invoke_record(self.run_id, call_id, t_invoke, target, chosen_by, worker, hold)
+            )
         )
         self.metrics.attempt(attempt_region(target, extra, self.sbcs), chosen_by)
 
     @staticmethod
-    def _append(fn: Any, kind: str, record: dict[str, Any]) -> None:
+    def _append(fn: Any, event: events.Event) -> None:
         try:
-            fn(kind, record)
+            fn(event)
         except OSError:
-            log.exception("could not append %s event", kind)
+            log.exception("could not append %s event", event.kind)
 
     # -- workers
 
@@ -504,7 +504,7 @@ class LoadRun:
 
     def complete(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
-        self.emit(f"load_{rec['status']}", rec)
+        self.emit(events.load_completion(rec))
         self.metrics.complete(rec)
         if rec["status"] != "ok":
             log.info(

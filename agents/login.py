@@ -88,7 +88,7 @@ def login_event(result: LoginResult, agent: str, region: str, relogin: bool = Fa
 
 async def record(result: LoginResult, agent: str, region: str, relogin: bool = False) -> None:
     try:
-        await asyncio.to_thread(events.append, "agent_login", login_event(result, agent, region, relogin))
+        await asyncio.to_thread(events.append, events.AgentLogin.of(login_event(result, agent, region, relogin)))
     except OSError:
         log.exception("could not append agent_login event")
 

@@ -30,10 +30,10 @@ log = logging.getLogger("wobble.chaos")
 FIXED_BACKENDS = {"toxiproxy": "toxiproxy-api", "docker": "docker", "dns": "steering-dns", "sip": "kamailio-htable"}
 
 
-def _event(kind: str, record: dict[str, Any]) -> None:
+def _event(kind: type[events.FaultEvent], record: dict[str, Any]) -> None:
     """Append a fault event; the fault's own kind is `fault` (the log's envelope owns `kind`)."""
     rec = {("fault" if k == "kind" else k): v for k, v in record.items()}
-    events.append(kind, rec)
+    events.append(kind.of(rec))
 
 
 class TargetNotRunning(LookupError):
@@ -132,7 +132,7 @@ class Controller:
             fid = c.labels.get(wardens.LABEL, "?")
             await asyncio.to_thread(self._stop_warden, c, fid)
             cleaned.append(fid)
-            _event("fault_reconciled", {"id": fid, "kind": c.labels.get("wobble.chaos.kind"),
+            _event(events.FaultReconciled, {"id": fid, "kind": c.labels.get("wobble.chaos.kind"),
                                                 "target": c.labels.get("wobble.chaos.target"),
                                                 "mono": time.monotonic()})  # fmt: skip
         for fid in lease.list_leases(self.lease_dir):
@@ -173,7 +173,7 @@ class Controller:
         code = await asyncio.to_thread(self._stop_warden, a.warden, a.id)
         self.faults.pop(a.id, None)
         record = {**a.to_dict(), "reason": reason, "warden_exit": code, "mono": time.monotonic()}
-        _event("fault_end", record)
+        _event(events.FaultEnd, record)
         return record
 
     # ---- operations --------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class Controller:
         backend = self.backends.get(fault.kind, FIXED_BACKENDS.get(fault.family, fault.family))
         base = {"id": fid, "kind": fault.kind, "target": fault.target, "params": fault.params, "backend": backend,
                 "services": list(fault.services), "duration_s": fault.duration_s}  # fmt: skip
-        _event("fault_invoke", {**base, "mono": time.monotonic()})
+        _event(events.FaultInvoke, {**base, "mono": time.monotonic()})
         opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project)
         container = self.docker.containers.run(wardens.IMAGE, wardens.command(fault, fid), **opts)
 
@@ -217,11 +217,11 @@ class Controller:
             wardens.wait_live(container, fid, timeout_s=30.0, on_poll=renew)
         except wardens.ApplyFailed as exc:
             self._stop_warden(container, fid)
-            _event("fault_fail", {**base, "error": str(exc), "mono": time.monotonic()})
+            _event(events.FaultFail, {**base, "error": str(exc), "mono": time.monotonic()})
             raise
         a = Active(fid, fault, backend, time.time(), time.monotonic(), ends_at, container)
         self.faults[fid] = a
-        _event("fault_apply", {**a.to_dict(), "mono": a.started_mono})
+        _event(events.FaultApply, {**a.to_dict(), "mono": a.started_mono})
         return a
 
     def snapshot(self) -> list[dict[str, Any]]:

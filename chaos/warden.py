@@ -272,11 +272,10 @@ def serve(driver: Driver, fault: Fault, fault_id: str, lease_dir: str) -> str:
         try:
             driver.revert()
             if applied:
-                events.append("fault_revert", {**base, "reason": reason, "mono": time.monotonic()})
+                events.append(events.FaultRevert.of({**base, "reason": reason, "mono": time.monotonic()}))
         except Exception as exc:
-            events.append(
-                "fault_revert_failed", {**base, "reason": reason, "error": str(exc), "mono": time.monotonic()}
-            )
+            failed = {**base, "reason": reason, "error": str(exc), "mono": time.monotonic()}
+            events.append(events.FaultRevertFailed.of(failed))
             print(f"error: revert failed: {exc}", file=sys.stderr, flush=True)
             raise
     return reason

@@ -224,10 +224,10 @@ def recover_log(events_path: Path, recovered_by: str) -> Recovery:
     with _one_recoverer(events_path):
         t0 = time.time()
         live = live_runs(events_path)
-        pending = open_invokes(events.read(events_path))
+        pending = open_invokes(ev.to_dict() for ev in events.read(events_path))
         records = close(pending, live_runs=live, before=t0, recovered_by=recovered_by)
         for rec in records:
-            events.append("load_info", rec, events_path)
+            events.append(events.LoadInfo.of(rec), events_path)
     if records:
         log.warning("recovered %d calls left open by dead load runs (load_info, end_reason recovered)", len(records))
     return Recovery(records, len(pending) - len(records))

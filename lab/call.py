@@ -66,8 +66,8 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float, every_s: float = 0
 
 def agent_record(call_id: str, events_path: Path) -> dict[str, Any] | None:
     for ev in events.read(events_path):
-        if ev.get("kind") == "agent_call" and ev.get("call_id") == call_id:
-            return ev
+        if isinstance(ev, events.AgentCall) and ev.call_id == call_id:
+            return ev.to_dict()
     return None
 
 
@@ -143,7 +143,7 @@ def place_call(
         t_invoke=t_invoke,
         t_end=t_end,
     )
-    events.append("call", record, paths.EVENTS)
+    events.append(events.CallRecord.of(record), paths.EVENTS)
     report_evidence(record)
     return record
 
@@ -173,7 +173,7 @@ def run_caller(
 ) -> dict[str, Any]:
     """Run one call in the caller container; its record is the last line it prints."""
     invoke = schema.invoke_record(None, call_id, time.time(), target, chosen_by, None, hold_s)
-    events.append("call_invoke", invoke, paths.EVENTS)
+    events.append(events.CallInvoke.of(invoke), paths.EVENTS)
     cmd = ["python", "-m", "agents.caller", "--target", target, "--hold", str(hold_s), "--call-id", call_id,
            "--local-port", str(local_port), "--timeout", str(timeout_s),
            "--response-timeout", str(response_timeout_s), "--json"]  # fmt: skip
@@ -189,7 +189,7 @@ def run_caller(
     except (IndexError, ValueError):
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         failed = {"call_id": call_id, "target": target, "error": tail[0]}
-        events.append("call_fail", failed, paths.EVENTS)
+        events.append(events.CallFail.of(failed), paths.EVENTS)
         raise CallFailed(f"the caller returned no record (exit {code}): {tail[0]}") from None
     return caller
 

@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-ok", type=float, default=0.999)
     ap.add_argument("--min-mos-p5", type=float, default=4.0)
     args = ap.parse_args(argv)
-    verdict = check(args.run_id, list(events.read(paths.EVENTS)), paths.VAR / "recordings", args.min_ok,
-                    args.min_mos_p5)  # fmt: skip
+    log = [ev.to_dict() for ev in events.read(paths.EVENTS)]
+    verdict = check(args.run_id, log, paths.VAR / "recordings", args.min_ok, args.min_mos_p5)
     print(json.dumps(verdict))
     return 0 if verdict["passed"] else 1
 

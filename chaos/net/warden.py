@@ -225,9 +225,9 @@ def record_revert(fault: NetFault, fault_id: str, backend: str, reason: str, fai
               "backend": backend, "by": "warden", "reason": reason, "mono": time.monotonic()}  # fmt: skip
     try:
         if failures:
-            events.append("fault_revert_failed", {**record, "error": "; ".join(failures)})
+            events.append(events.FaultRevertFailed.of({**record, "error": "; ".join(failures)}))
         else:
-            events.append("fault_revert", record)
+            events.append(events.FaultRevert.of(record))
     except OSError as exc:  # the revert itself matters more than its record
         log.error("could not record the revert: %s", exc)
 

@@ -142,14 +142,14 @@ def events_tail(
     from core import events, paths
 
     wanted = set(kind or [])
-    backlog = [e for e in events.read(paths.EVENTS) if not wanted or e.get("kind") in wanted]
+    backlog = [e for e in events.read(paths.EVENTS) if not wanted or e.kind in wanted]
     for ev in backlog[-lines:] if lines > 0 else []:
-        print(json.dumps(ev), flush=True)
+        print(json.dumps(ev.to_dict()), flush=True)
     if follow:
         try:
             for ev in events.follow(paths.EVENTS, from_end=True):
-                if not wanted or ev.get("kind") in wanted:
-                    print(json.dumps(ev), flush=True)
+                if not wanted or ev.kind in wanted:
+                    print(json.dumps(ev.to_dict()), flush=True)
         except KeyboardInterrupt:
             return
 

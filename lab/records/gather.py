@@ -49,7 +49,7 @@ def run(cfg: RecordsConfig, region: str, since: float | None, event_log: Path, n
     created = {region: sources.created_at(cfg, home_ep), peer: sources.created_at(cfg, copy_ep)}
     cutoff = {o: since if since is not None else created[o] for o in created}
     truth, crashed_at = origin_truth(cfg, peer)
-    log_events = list(events.read(event_log))
+    log_events = [ev.to_dict() for ev in events.read(event_log)]
 
     def outages_of(origin: str) -> tuple[float, ...]:  # its services are named by its letter: db-a, pbx-a
         return outages(log_events, origin, cfg.region(origin).service.rsplit("-", 1)[-1])

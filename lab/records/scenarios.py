@@ -76,11 +76,19 @@ def event_log_of(w: writer.Writer, path: Path) -> Path:
     """The writer's records as the lab's event log would have them (`call` / `call_invoke`)."""
     for rec in w.done:
         if rec.t_commit is None:
-            events.append("call_invoke", {"call_id": rec.call_id, "t_invoke": rec.t_start}, path)
+            events.append(events.CallInvoke(call_id=rec.call_id, t_invoke=rec.t_start), path)
             continue
-        events.append("call", {"call_id": rec.call_id, "status": "ok", "fate": "survived", "region": w.region,
-                               "t_invoke": rec.t_start, "answered_at": rec.t_start, "t_end": rec.t_commit,
-                               "duration_s": w.audio_s}, path)  # fmt: skip
+        call = events.CallRecord(
+            call_id=rec.call_id,
+            status="ok",
+            fate="survived",
+            region=w.region,
+            t_invoke=rec.t_start,
+            answered_at=rec.t_start,
+            t_end=rec.t_commit,
+            duration_s=w.audio_s,
+        )
+        events.append(call, path)
     return path
 
 

@@ -60,7 +60,7 @@ class Steering:
             ev = d.to_dict()
             ev["decision"] = ev.pop("kind")  # health / mode / routing / approval
             ev["config"] = self.config_status
-            events.append("steering_decision", ev)
+            events.append(events.SteeringDecision.of(ev))
             self.metrics.decisions.labels(d.region, d.rule).inc()
             if d.kind == "health" and d.before != d.after:  # mode changes are not region states
                 self.metrics.flips.labels(d.region, str(d.before), str(d.after)).inc()

@@ -7,7 +7,8 @@ import wave
 
 import pytest
 
-from core import events, paths
+from core import paths
+from tests.helpers import logged
 from tests.lab.conftest import last_json, run_wobble
 
 HOLD_S = 5
@@ -38,8 +39,8 @@ def test_call_through_region(lab_up: None, region: str) -> None:
     cdr_text = paths.cdr_file(region).read_text()
     assert rec["cdr_id"] in cdr_text and rec["call_id"] in cdr_text
     # and the same record is in the event log
-    logged = [e for e in events.read(paths.EVENTS) if e.get("kind") == "call" and e.get("call_id") == rec["call_id"]]
-    assert logged and logged[-1]["final_code"] == 200
+    in_log = [e for e in logged(paths.EVENTS) if e.get("kind") == "call" and e.get("call_id") == rec["call_id"]]
+    assert in_log and in_log[-1]["final_code"] == 200
 
 
 def test_port_in_use_is_one_line_error(lab_up: None) -> None:

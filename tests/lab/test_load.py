@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from core import events, paths
+from core import paths
+from tests.helpers import logged
 from tests.lab.conftest import last_json, run_wobble
 
 
@@ -16,7 +17,7 @@ def test_short_load_run_is_all_ok_and_every_invoke_completes(lab_up: None) -> No
     assert summary["attempts"] == 24 and summary["ok"] == 24, summary
     assert summary["mos_p5"] >= 4.0
     assert set(summary["by_region"]) == {"region-a", "region-b"}  # steering spreads 50/50
-    run = [e for e in events.read(paths.EVENTS) if e.get("run_id") == summary["run_id"]]
+    run = [e for e in logged(paths.EVENTS) if e.get("run_id") == summary["run_id"]]
     invokes = Counter(e["call_id"] for e in run if e["kind"] == "load_invoke")
     done = Counter(e["call_id"] for e in run if e["kind"] in ("load_ok", "load_fail", "load_info"))
     assert invokes == done and all(n == 1 for n in done.values())
@@ -28,7 +29,7 @@ def test_short_load_run_is_all_ok_and_every_invoke_completes(lab_up: None) -> No
     assert all(enough(e["rx_packets"], e["hold_s"]) and enough(e["tx_packets"], e["hold_s"]) for e in ok), ok
     assert all(e["fate"] == "survived" for e in ok)
     # the agents that answered saw RTP too (their own records, keyed by the same call id)
-    answered = {e["call_id"]: e for e in events.read(paths.EVENTS) if e.get("kind") == "agent_call"}
+    answered = {e["call_id"]: e for e in logged(paths.EVENTS) if e.get("kind") == "agent_call"}
     assert all(enough(answered[e["call_id"]]["rx_packets"], e["hold_s"]) for e in ok)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from core import events, paths
+from core import paths
 from lab.records import config
 from lab.records.lag import Lag, LagProbe
+from tests.helpers import logged
 from tests.lab.conftest import ROOT, WOBBLE, last_json, run_wobble, wait_agents_home
 
 #: A slow WAN, so that real calls (a recording is 16 KB per second of talk) build a lag of seconds.
@@ -117,7 +118,7 @@ def test_async_region_loss_loses_what_the_lag_said_then_nothing_after_resync_and
     # What the lag said: every call that ended (its CDR committed, its recording a moment later)
     # after the standby's replay point and before the cut had not crossed.
     run = summary["run_id"]
-    ended = sorted(float(e["t_end"]) for e in events.read(paths.EVENTS)
+    ended = sorted(float(e["t_end"]) for e in logged(paths.EVENTS)
                    if e.get("run_id") == run and e.get("kind") == "load_ok"
                    and e.get("region") == "region-a")  # fmt: skip
     lag_s = float(lag.seconds or 0.0)

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from core import dockerctl, events, paths
+from core import dockerctl, paths
 from lab.steering import client
+from tests.helpers import logged
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
@@ -134,5 +135,5 @@ def test_manual_mode_only_the_operator_moves_traffic(lab_up: None) -> None:
         run_wobble("failover", "--release")
         run_wobble("steering", "mode", "auto")
     assert state()["mode"] == "auto"
-    decisions = [e for e in events.read(paths.EVENTS) if e.get("kind") == "steering_decision"]
+    decisions = [e for e in logged(paths.EVENTS) if e.get("kind") == "steering_decision"]
     assert any(d.get("rule") == "operator-failover" and d.get("approved_by") for d in decisions[-10:]), decisions[-3:]

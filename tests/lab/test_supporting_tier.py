@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from core import dockerctl, events, paths
+from core import dockerctl, paths
 from lab import lifecycle
+from tests.helpers import logged
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
@@ -39,7 +40,7 @@ def test_idp_down_logged_in_agents_answer_new_logins_fail(stopped: list[str]) ->
     deadline = time.monotonic() + 20
     failed: list[dict[str, Any]] = []
     while not failed and time.monotonic() < deadline:
-        failed = [e for e in events.read(paths.EVENTS)
+        failed = [e for e in logged(paths.EVENTS)
                   if e.get("kind") == "agent_login" and e.get("ts", 0) > since and e.get("ok") is False]  # fmt: skip
         time.sleep(0.5)
     assert failed and failed[0]["agent"].startswith("b-") and failed[0]["error"]

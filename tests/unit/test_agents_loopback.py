@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("pjsua2")
 
-from core import events
+from tests.helpers import logged
 from tests.unit.loopback import free_port, loopback_env, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
     deadline = time.monotonic() + 5
     found: list[dict[str, Any]] = []
     while not found and time.monotonic() < deadline:
-        found = [e for e in events.read(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
+        found = [e for e in logged(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
         time.sleep(0.1)
     assert found, f"no agent_call event\n{_agents_log(env)}"
     ev = found[0]
@@ -345,7 +345,7 @@ def test_agents_rehome_when_home_goes_silent_and_return(tmp_path: Path) -> None:
         home.stop()
         away.stop()
     assert code == 0, _agents_log(env)
-    moves = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_rehome"]
+    moves = [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_rehome"]
     assert [(e["to_region"], e["placement"], e["rule"]) for e in moves] == [
         ("region-b", "fallback", "home-down"),
         ("region-a", "home", "home-recovered"),
@@ -400,8 +400,6 @@ def test_an_agent_in_a_call_keeps_it_and_moves_when_it_ends(tmp_path: Path) -> N
         home.stop()
         away.stop()
     assert code == 0, _agents_log(env)
-    ended = [
-        e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_call" and e["call_id"] == call_id
-    ]
+    ended = [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e["kind"] == "agent_call" and e["call_id"] == call_id]
     assert len(ended) == 1 and ended[0]["end_reason"] == "remote_bye" and ended[0]["agent"] == "a-001"
     assert ended[0]["registered_region"] == "region-a"  # it took the call where it was registered then

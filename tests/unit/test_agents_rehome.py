@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from agents import agent, status
 from agents.metrics import AgentMetrics
-from core import events
 from core.sipprobe import ProbeReply
+from tests.helpers import logged
 
 BASE = ["--region", "region-a", "--prefix", "a", "--count", "6", "--proxy", "10.77.1.11"]
 REHOME = ["--fallback-proxy", "10.77.2.11", "--fallback-region", "region-b"]
@@ -240,7 +240,7 @@ def test_supervisor_moves_the_fleet_and_brings_it_back(files: Path) -> None:
     ctl = _control(files)
     assert (ctl["proxy"], ctl["region"], ctl["placement"], ctl["seq"]) == ("10.77.2.11", "region-b", "fallback", 1)
     assert ctl["reason"] == "home down for 3.0 s (sbc: timeout)"
-    (ev,) = [e for e in events.read() if e["kind"] == "agent_rehome"]
+    (ev,) = [e for e in logged() if e["kind"] == "agent_rehome"]
     assert ev["region"] == "region-a" and ev["to_region"] == "region-b" and ev["from_region"] == "region-a"
     assert ev["proxy"] == "10.77.2.11" and ev["agents"] == ["a-001", "a-002"] and ev["rule"] == "home-down"
     assert ev["evidence"] == {"fallback": "ok", "sbc": "fail: timeout"} and ev["seq"] == 1
@@ -257,7 +257,7 @@ def test_supervisor_moves_the_fleet_and_brings_it_back(files: Path) -> None:
     asyncio.run(probes(6, 6))
     ctl = _control(files)
     assert (ctl["proxy"], ctl["placement"], ctl["seq"]) == ("10.77.1.11", "home", 2)
-    kinds = [(e["to_region"], e["proxy"]) for e in events.read() if e["kind"] == "agent_rehome"]
+    kinds = [(e["to_region"], e["proxy"]) for e in logged() if e["kind"] == "agent_rehome"]
     assert kinds == [("region-b", "10.77.2.11"), ("region-a", "10.77.1.11")]
     assert prober.sent.count(("10.77.2.11", 5060)) == 7  # the fallback is probed every round too
 

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 from agents import agent
 from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
-from core import events
 from lab.deps import crm
+from tests.helpers import logged
 from tests.unit.loopback import free_port, loopback_env, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,7 +341,7 @@ def _call_through_agent(
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + 5
         while not found and time.monotonic() < deadline:
-            found = [e for e in events.read(Path(env["WOBBLE_EVENTS"]))
+            found = [e for e in logged(Path(env["WOBBLE_EVENTS"]))
                      if e.get("kind") == "agent_call" and e.get("call_id") == call_id]  # fmt: skip
             time.sleep(0.1)
         assert found, f"no agent_call event\n{_log(tmp_path)}"
@@ -382,7 +382,7 @@ def test_loopback_login_then_ok_pop(tmp_path: Path, service: Starter) -> None:
     rec, ev = _call_through_agent(tmp_path, {**env, "IDP_SECRET": "s3cret"}, *urls,
                                   "--metrics-port", str(metrics_port), check=metrics_counted_it)  # fmt: skip
     assert rec["final_code"] == 200 and ev["screen_pop"] == "ok" and ev["screen_pop_ms"] < 500
-    logins = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
+    logins = [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
     assert logins and logins[0]["agent"] == "a-001" and logins[0]["ok"] is True and logins[0]["region"] == "region-a"
 
 
@@ -408,7 +408,7 @@ def test_loopback_no_registration_before_login_and_idp_loss_keeps_agent(tmp_path
                               timeout=10).returncode == 0  # fmt: skip
 
     def logins() -> list[dict[str, Any]]:
-        return [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
+        return [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
 
     try:
         deadline = time.monotonic() + 8

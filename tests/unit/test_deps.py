@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents import login as loginmod
-from core import events
 from lab.deps import crm, idp
+from tests.helpers import logged
 
 Check = Callable[[TestClient[Any, Any]], Awaitable[None]]
 
@@ -220,7 +220,7 @@ def test_login_until_ok_retries_and_records_each_attempt(events_to_tmp: Path) ->
 
     with_client(app, check)
     assert seen == [False, False, True]
-    evs = [e for e in events.read(events_to_tmp) if e["kind"] == "agent_login"]
+    evs = [e for e in logged(events_to_tmp) if e["kind"] == "agent_login"]
     assert [e["ok"] for e in evs] == [False, False, True]
     assert all(e["agent"] == "a-007" and e["region"] == "region-b" and e["relogin"] is False for e in evs)
     assert evs[0]["error"] == "http 503: overloaded" and evs[2]["error"] is None

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from core import events, history, paths, schema
+from tests.helpers import logged
 
 RUNS = ("r1", "r2", "r3")
 COMPLETIONS = schema.LOAD_COMPLETIONS
@@ -116,8 +117,10 @@ def test_open_invokes_ignores_completion_order_and_other_kinds() -> None:
 def test_recover_log_closes_dead_runs_leaves_live_ones_and_is_idempotent(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     for run, call_id in (("dead", "l1"), ("dead", "l2"), ("alive", "l3"), ("done", "l4")):
-        events.append("load_invoke", schema.invoke_record(run, call_id, 1.0, "sip:x@10.77.0.12", "ttl", 0, 2.0), log)
-    events.append("load_ok", schema.core_record(run_id="done", call_id="l4", status="ok"), log)
+        events.append(
+            events.LoadInvoke.of(schema.invoke_record(run, call_id, 1.0, "sip:x@10.77.0.12", "ttl", 0, 2.0)), log
+        )
+    events.append(events.LoadOk.of(schema.core_record(run_id="done", call_id="l4", status="ok")), log)
     with history.RunLock(log, "alive") as lock:
         assert lock.path == tmp_path / "runs" / "alive.lock" and lock.path.exists()
         assert history.live_runs(log) == {"alive"}
@@ -128,7 +131,7 @@ def test_recover_log_closes_dead_runs_leaves_live_ones_and_is_idempotent(tmp_pat
     assert not lock.path.exists() and history.live_runs(log) == set()
     last = history.recover_log(log, recovered_by="load:next")  # the run is over (or died): close it
     assert [r["call_id"] for r in last.closed] == ["l3"] and last.closed[0]["recovered_by"] == "load:next"
-    infos = [e for e in events.read(log) if e["kind"] == "load_info"]
+    infos = [e for e in logged(log) if e["kind"] == "load_info"]
     assert sorted(e["call_id"] for e in infos) == ["l1", "l2", "l3"]
     assert all(e["end_reason"] == "recovered" and e["status"] == "info" for e in infos)
     assert history.recover_log(log, recovered_by="cli").closed == []
@@ -138,7 +141,7 @@ def test_a_killed_runs_lock_file_does_not_keep_it_alive(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "killed.lock").touch()  # what SIGKILL leaves: the file, no lock
-    events.append("load_invoke", schema.invoke_record("killed", "l9", 1.0, None, "http", None), log)
+    events.append(events.LoadInvoke.of(schema.invoke_record("killed", "l9", 1.0, None, "http", None)), log)
     assert history.live_runs(log) == set()
     assert [r["call_id"] for r in history.recover_log(log, "cli").closed] == ["l9"]
 
@@ -149,7 +152,7 @@ def test_cli_events_recover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_
 
     log = tmp_path / "events.jsonl"
     monkeypatch.setattr(paths, "EVENTS", log)
-    events.append("load_invoke", schema.invoke_record("gone", "l7", 1.0, "sip:x@h", "http", 0, 1.0), log)
+    events.append(events.LoadInvoke.of(schema.invoke_record("gone", "l7", 1.0, "sip:x@h", "http", 0, 1.0)), log)
     args = ["events", "recover", *(["--json"] if as_json else [])]
     first = CliRunner().invoke(app, args)
     second = CliRunner().invoke(app, args)

@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from core import events, history, schema
+from tests.helpers import logged
 from tests.unit.loopback import free_port, metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def test_load_on_loopback(tmp_path: Path) -> None:
     # run closes that call as info/recovered before it starts.
     log = Path(env["WOBBLE_EVENTS"])
     dead = schema.invoke_record("deadrun", "ldead00000001", 1.0, "sip:x@h", "target", 0, 2.0)
-    events.append("load_invoke", dead, log)
+    events.append(events.LoadInvoke.of(dead), log)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "deadrun.lock").touch()
     metrics_port = free_port(socket.SOCK_STREAM)
@@ -111,11 +112,11 @@ def test_load_on_loopback(tmp_path: Path) -> None:
     assert 2 <= summary["max_concurrent_seen"] <= 8
     assert elapsed < 25
     assert summary["recovered"] == 1 and not (tmp_path / "runs" / "looptest.lock").exists()
-    recovered = [e for e in events.read(log) if e.get("kind") == "load_info" and e.get("call_id") == "ldead00000001"]
+    recovered = [e for e in logged(log) if e.get("kind") == "load_info" and e.get("call_id") == "ldead00000001"]
     assert len(recovered) == 1 and recovered[0]["end_reason"] == "recovered"
     assert recovered[0]["recovered_by"] == "load:looptest" and recovered[0]["run_id"] == "deadrun"
 
-    evs = [e for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("run_id") == "looptest"]
+    evs = [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("run_id") == "looptest"]
     invokes = [e for e in evs if e["kind"] == "load_invoke"]
     done = [e for e in evs if e["kind"] in ("load_ok", "load_fail", "load_info")]
     assert len(invokes) == 12 and all(e["schema"] == 1 and e["chosen_by"] == "target" for e in invokes)
@@ -132,5 +133,5 @@ def test_load_on_loopback(tmp_path: Path) -> None:
         assert rec["loss_pct"] == 0.0 and rec["mos"] >= 4.0 and rec["one_way_s"] < 1.0
         assert len(rec["targets_tried"]) == 1
     # The agents saw the same call ids (X-Wobble-Call / From user).
-    agent_ids = {e["call_id"] for e in events.read(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_call"}
+    agent_ids = {e["call_id"] for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_call"}
     assert set(per_call) <= agent_ids

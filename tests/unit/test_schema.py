@@ -137,9 +137,9 @@ def test_invoke_record_fields() -> None:
 
 def test_every_event_carries_the_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
-    ev = events.append("agent_login", {"agent": "a-001", "ok": True}, path)
+    ev = events.append(events.AgentLogin(agent="a-001", ok=True), path)
     assert ev["schema"] == schema.SCHEMA_VERSION and list(ev)[:3] == ["ts", "kind", "schema"]
-    assert next(iter(events.read(path)))["schema"] == schema.SCHEMA_VERSION
+    assert next(iter(events.read(path))).schema_version == schema.SCHEMA_VERSION
 
 
 def test_outcome_reason() -> None:
