@@ -98,6 +98,7 @@ from agents.status import (
     write_health,
     write_json_atomic,
 )
+from core.settings import AgentsSettings
 
 if TYPE_CHECKING:
     from agents.screenpop import PopResult
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-register", action="store_true", help="direct mode: do not register")
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level 0-6 (stderr)")
     p.add_argument("--idp-url", default="", help="identity provider base URL; agents log in before registering")
-    p.add_argument("--idp-secret", default=os.environ.get("IDP_SECRET", "wobble"), help="login secret (env IDP_SECRET)")
+    p.add_argument("--idp-secret", default=AgentsSettings.from_env().idp_secret, help="login secret (env IDP_SECRET)")
     p.add_argument("--login-retry-s", type=float, default=3.0, help="seconds between failed login attempts")
     p.add_argument("--crm-url", default="", help="CRM base URL; answered calls get a screen pop")
     p.add_argument("--pop-deadline-ms", type=float, default=500.0, help="a screen pop later than this is 'late'")

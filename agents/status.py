@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.settings import AgentsSettings
+
 DEFAULT_STATUS = "/tmp/wobble-agents.json"
 #: A worker file older than this means the worker (or its event loop) is stuck or gone.
 DEFAULT_MAX_AGE_S = 20.0
@@ -29,7 +31,7 @@ MAX_LOOP_AGE_S = 10.0
 
 
 def status_path() -> Path:
-    return Path(os.environ.get("WOBBLE_AGENT_STATUS", DEFAULT_STATUS))
+    return AgentsSettings.from_env().status
 
 
 def worker_path(main: Path, index: int) -> Path:

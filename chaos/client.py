@@ -7,7 +7,6 @@ async with ChaosClient() as chaos:
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +14,9 @@ from typing import Any
 import aiohttp
 
 from chaos.catalog import parse_duration
+from core.settings import HostSettings
 
 DEFAULT_URL = "http://10.77.9.7:8070"  # the `chaos` service on the backbone (core/topology.py)
-DEFAULT_TOKEN = "wobble-operator"
 
 
 class ChaosError(RuntimeError):
@@ -34,8 +33,9 @@ class ChaosUnavailable(ChaosError, ConnectionError):
 
 class ChaosClient:
     def __init__(self, url: str | None = None, token: str | None = None, timeout_s: float = 60.0) -> None:
-        self.url = (url or os.environ.get("WOBBLE_CHAOS_URL") or DEFAULT_URL).rstrip("/")
-        self.token = token or os.environ.get("WOBBLE_TOKEN", DEFAULT_TOKEN)
+        settings = HostSettings.from_env()
+        self.url = (url or settings.chaos_url or DEFAULT_URL).rstrip("/")
+        self.token = token or settings.token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=3.0)
         self._session: aiohttp.ClientSession | None = None
 

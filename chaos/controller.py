@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import socket
 import time
@@ -86,8 +85,6 @@ class Controller:
 
     def _own_var_mount(self) -> str:
         """The host path of our var/ mount: wardens are siblings and need the host's path."""
-        if os.environ.get("WOBBLE_HOST_VAR"):
-            return os.environ["WOBBLE_HOST_VAR"]
         me = self.docker.containers.get(socket.gethostname())
         for m in me.attrs.get("Mounts", []):
             if m.get("Destination") == wardens.VAR_IN_CONTAINER:

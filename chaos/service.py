@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 
 import docker
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from chaos.api import make_app
 from chaos.controller import Controller
+from core.settings import ChaosSettings
 
 log = logging.getLogger("wobble.chaos")
 PORT = 8070
@@ -19,16 +19,15 @@ PORT = 8070
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = ChaosSettings.from_env()
     controller = Controller(
-        docker.from_env(timeout=60),
-        project=os.environ.get("WOBBLE_PROJECT", "wobble"),
-        ttl_s=float(os.environ.get("CHAOS_LEASE_TTL", "3")),
+        docker.from_env(timeout=60), project=settings.project, ttl_s=settings.lease_ttl_s, host_var=settings.host_var
     )
     await controller.start()
-    runner = web.AppRunner(make_app(controller, os.environ.get("CHAOS_TOKEN", "wobble-operator")))
+    runner = web.AppRunner(make_app(controller, settings.token))
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", int(os.environ.get("CHAOS_PORT", PORT))).start()
-    log.info("chaos controller on :%s", os.environ.get("CHAOS_PORT", PORT))
+    await web.TCPSite(runner, "0.0.0.0", settings.port).start()
+    log.info("chaos controller on :%s", settings.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 from chaos import lease
 from chaos.catalog import Fault
 from core import dockerctl, events
+from core.settings import WardenSettings
 
 log = logging.getLogger("wobble.warden")
 POLL_S = 0.2
@@ -166,7 +166,7 @@ class SteeringDnsDriver:
         self.fault = fault
         self.id = fault_id
         self.url = url
-        self.token = os.environ.get("STEERING_TOKEN", "wobble-operator")
+        self.token = WardenSettings.from_env().steering_token
 
     def _post(self, body: dict[str, Any] | None) -> None:
         req = urllib.request.Request(
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--lease-dir", required=True)
     args = ap.parse_args(argv)
     fault = Fault.model_validate_json(args.spec)
-    project = os.environ.get("WOBBLE_PROJECT", "wobble")
+    project = WardenSettings.from_env().project
     try:
         driver = make_driver(fault, args.id, project)
     except Exception as exc:

@@ -26,15 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import durable
 from core.schema import SCHEMA_VERSION
+from core.settings import EventLogSettings
 
 log = logging.getLogger("wobble.events")
 
-#: Where events go when nothing says otherwise; containers set WOBBLE_EVENTS to their mount.
-DEFAULT_PATH = Path(os.environ.get("WOBBLE_EVENTS", "var/events.jsonl"))
-
 
 def event_path() -> Path:
-    return Path(os.environ.get("WOBBLE_EVENTS", str(DEFAULT_PATH)))
+    """Where events go when no path is given: WOBBLE_EVENTS (containers set it to their mount)."""
+    return EventLogSettings.from_env().events
 
 
 def doc(type_: str, meaning: str, default: Any = None, alias: str | None = None) -> Any:

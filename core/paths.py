@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from core.settings import HostSettings
+
 #: The checkout (the folder holding compose.yaml); WOBBLE_ROOT overrides for installed copies.
-ROOT = Path(os.environ.get("WOBBLE_ROOT") or Path(__file__).resolve().parents[1])
+ROOT = HostSettings.from_env().root or Path(__file__).resolve().parents[1]
 #: Bind-mounted into the containers: event log, recordings, CDRs. Survives `make down`.
 VAR = ROOT / "var"
 EVENTS = VAR / "events.jsonl"

@@ -40,6 +40,7 @@ from chaos.net import probe as probemod
 from chaos.net import rules
 from chaos.net.delayline import DelayLine, Scheduler
 from chaos.net.spec import InvalidNetFault, NetFault, parse_net_fault
+from core.settings import WardenSettings
 
 log = logging.getLogger("wobble.netwarden")
 #: What may remain of wobble in a namespace after cleanup: nothing matching this.
@@ -217,11 +218,12 @@ async def hold(
 
 def record_revert(fault: NetFault, fault_id: str, backend: str, reason: str, failures: list[str]) -> None:
     """The revert as an event in the lab's log (only where a lab log is configured: the containers)."""
-    if not os.environ.get("WOBBLE_EVENTS"):
+    settings = WardenSettings.from_env()
+    if settings.events is None:
         return
     from core import events
 
-    record = {"id": fault_id, "fault": fault.kind, "target": os.environ.get("WOBBLE_FAULT_TARGET"),
+    record = {"id": fault_id, "fault": fault.kind, "target": settings.fault_target,
               "backend": backend, "by": "warden", "reason": reason, "mono": time.monotonic()}  # fmt: skip
     try:
         if failures:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 
 from chaos.toxiproxy import toxics
 from chaos.toxiproxy.api import Server
 from chaos.toxiproxy.model import API_VERSION, ApiError
+from core.settings import ToxiproxySettings
 
 log = logging.getLogger("chaos.toxiproxy")
 
@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=ToxiproxySettings.from_env().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return asyncio.run(run(parse_args(argv)))
 

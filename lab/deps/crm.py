@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from core.http import healthz_text, json_error, metrics_response, run_app
+from core.settings import CrmSettings
 
 DEFAULT_PORT = 8091
 FIRST = (
@@ -115,7 +115,7 @@ def make_app() -> web.Application:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    run_app(make_app(), int(os.environ.get("PORT", DEFAULT_PORT)))
+    run_app(make_app(), CrmSettings.from_env().port)
 
 
 if __name__ == "__main__":

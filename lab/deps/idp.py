@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import sys
 import time
@@ -26,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from core.http import bearer_token, healthz_text, json_error, metrics_response, run_app
+from core.settings import IdpSettings
 
 DEFAULT_PORT = 8090
 DEFAULT_SECRET = "wobble"
@@ -121,8 +121,8 @@ def make_app(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    app = make_app(os.environ.get("IDP_SECRET", DEFAULT_SECRET), int(os.environ.get("IDP_TOKEN_TTL", DEFAULT_TTL_S)))
-    run_app(app, int(os.environ.get("PORT", DEFAULT_PORT)))
+    settings = IdpSettings.from_env()
+    run_app(make_app(settings.secret, settings.token_ttl_s), settings.port)
 
 
 if __name__ == "__main__":

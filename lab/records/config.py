@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import BadInput, first_problem
+from core.settings import HostSettings
 
 DEFAULT_PATH = Path(__file__).with_name("records.yaml")
 Mode = Literal["async", "sync"]
@@ -69,7 +69,7 @@ class RecordsConfig(BaseModel):
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("WOBBLE_RECORDS_CONFIG") or DEFAULT_PATH)
+    return HostSettings.from_env().records_config or DEFAULT_PATH
 
 
 def parse(text: str, source: str = "records config") -> RecordsConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import cast
 from dnslib import DNSError, DNSRecord
 
 from core.dnszone import answer
+from core.settings import ResolverSettings
 from core.topology import Topology
 
 log = logging.getLogger("wobble.resolver")
@@ -70,7 +70,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if "--check" in sys.argv:
         raise SystemExit(check())
-    asyncio.run(serve(os.environ.get("RESOLVER_HOST", "0.0.0.0"), int(os.environ.get("RESOLVER_PORT", "53"))))
+    settings = ResolverSettings.from_env()
+    asyncio.run(serve(settings.host, settings.port))
 
 
 if __name__ == "__main__":

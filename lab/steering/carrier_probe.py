@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from typing import Any
 
 import aiohttp
 
+from core.settings import CarrierProbeSettings
 from core.sipprobe import OptionsProber
 from lab.steering import config as configmod
 
@@ -68,8 +68,8 @@ async def run(report_url: str, interval_s: float, timeout_s: float) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    url = os.environ.get("STEERING_URL", "http://10.77.0.5:8080") + "/v1/probes"
-    asyncio.run(run(url, float(os.environ.get("PROBE_INTERVAL", "0.2")), float(os.environ.get("PROBE_TIMEOUT", "0.3"))))
+    settings = CarrierProbeSettings.from_env()
+    asyncio.run(run(settings.steering_url + "/v1/probes", settings.interval_s, settings.timeout_s))
 
 
 if __name__ == "__main__":

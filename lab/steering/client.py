@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import urllib.error
 import urllib.request
@@ -13,13 +12,13 @@ from dnslib import DNSRecord
 
 from core.dnssrv import SrvTarget, order_srv, parse_srv_reply
 from core.errors import BadInput, LabNotUp, WobbleError
+from core.settings import HostSettings
 from core.topology import Topology
-
-DEFAULT_TOKEN = "wobble-operator"  # the lab's default; set WOBBLE_TOKEN to use another
 
 
 def token() -> str:
-    return os.environ.get("WOBBLE_TOKEN", DEFAULT_TOKEN)
+    """The operator token: WOBBLE_TOKEN, else the lab's default (core.settings.OPERATOR_TOKEN)."""
+    return HostSettings.from_env().token
 
 
 def request(path: str, body: dict[str, Any] | None = None, auth: bool = False, timeout: float = 3.0) -> Any:

@@ -7,14 +7,13 @@ and keeps its last known good configuration whenever it is down or slow.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 from aiohttp import web
 
 from core.errors import BadInput
 from core.http import TOKEN, authorized, healthz, json_error, run_app
+from core.settings import ConfigApiSettings
 from lab.steering import config as configmod
 
 CONFIG: web.AppKey[configmod.SteeringConfig] = web.AppKey("config")
@@ -47,12 +46,13 @@ def make_app(cfg: configmod.SteeringConfig, token: str) -> web.Application:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    path = Path(os.environ.get("CONFIG_FILE", str(configmod.BUNDLED)))
+    settings = ConfigApiSettings.from_env()
+    path = settings.config_file or configmod.BUNDLED
     try:
         cfg = configmod.load(path)
     except (BadInput, OSError) as exc:
         raise SystemExit(f"config-api: {exc}") from None
-    run_app(make_app(cfg, os.environ.get("STEERING_TOKEN", "")), int(os.environ.get("PORT", "8081")))
+    run_app(make_app(cfg, settings.token), settings.port)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import socket
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from core import events
+from core.settings import SteeringSettings
 from core.sipprobe import OptionsProber
 from lab.steering import config as configmod
 from lab.steering.dns import Target, answer
@@ -216,15 +216,13 @@ def load_initial(lkg_path: Path | None) -> configmod.SteeringConfig:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    lkg = os.environ.get("STEERING_LKG")
-    lkg_path = Path(lkg) if lkg else None
-    cfg = load_initial(lkg_path)
-    steering = Steering(cfg, os.environ.get("STEERING_CONFIG_URL"), lkg_path)
-    token = os.environ.get("STEERING_TOKEN", "")
+    settings = SteeringSettings.from_env()
+    cfg = load_initial(settings.lkg)
+    steering = Steering(cfg, settings.config_url, settings.lkg)
+    token = settings.token
     if not token:
         raise SystemExit("steering: set STEERING_TOKEN (the operator token for failover and mode changes)")
-    asyncio.run(serve(steering, int(os.environ.get("STEERING_HTTP_PORT", "8080")),
-                      int(os.environ.get("STEERING_DNS_PORT", "53")), token))  # fmt: skip
+    asyncio.run(serve(steering, settings.http_port, settings.dns_port, token))
 
 
 if __name__ == "__main__":
