@@ -1,4 +1,8 @@
-"""The `wobble` command line. Logs go to stderr; machine-readable results to stdout."""
+"""The `wobble` command line. Logs go to stderr; machine-readable results to stdout.
+
+Exit codes (every command; core.exitcodes): 0 pass or done, 1 failed (a verdict or an operation),
+2 bad input, 3 the lab is not up, 4 aborted, 5 invalid or incomplete.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Annotated
 import typer
 
 from core.errors import BadInput, HealthTimeout, WobbleError
+from core.exitcodes import Exit, for_error
 from lab import lifecycle
 from lab.call import place_call
 from lab.cli.fault import fault_app
@@ -31,13 +36,14 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     logging.getLogger("docker").setLevel(logging.WARNING)
 
 
-def fail(exc: WobbleError) -> typer.Exit:
-    """Print one line saying what went wrong and what to do; BadInput is a usage error (2)."""
+def fail(exc: WobbleError, otherwise: Exit = Exit.FAILED) -> typer.Exit:
+    """Print one line saying what went wrong and what to do; exit as core.exitcodes.for_error says
+    (BadInput 2, the lab not up 3, else `otherwise`)."""
     if isinstance(exc, HealthTimeout) and exc.last_logs:
         for line in exc.last_logs.strip().splitlines()[-10:]:
             print(f"  {exc.service}| {line}", file=sys.stderr)
     print(f"error: {exc}", file=sys.stderr, flush=True)
-    return typer.Exit(2 if isinstance(exc, BadInput) else 1)
+    return typer.Exit(for_error(exc, otherwise))
 
 
 @app.command()
@@ -96,7 +102,7 @@ def call(
         print(summary, file=sys.stderr)
     print(json.dumps(record), flush=True)
     if record["final_code"] != 200:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
 
 
 @app.command()
@@ -223,5 +229,31 @@ def failover(
     print(json.dumps(result["decisions"]), flush=True)
 
 
+#: What the CLI library returns for a Ctrl-C it caught (128 + SIGINT).
+_SIGINT_CODE = 130
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The `wobble` entry point: the app's exit code, with Ctrl-C as 4 (aborted) and click's usage
+    errors as 2 (bad input)."""
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="wobble")  # an Exit's code comes back
+    except (typer.Abort, KeyboardInterrupt):  # Abort: the CLI's form of Ctrl-C
+        print("aborted", file=sys.stderr, flush=True)
+        return Exit.ABORTED
+    except typer.TyperException as exc:  # usage errors (exit_code 2: bad input) and the like
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(exc, "exit_code", Exit.FAILED))
+    if code == _SIGINT_CODE:  # the CLI library caught Ctrl-C itself
+        return Exit.ABORTED
+    return int(code) if isinstance(code, int) else Exit.PASS
+
+
+def main_entry() -> None:
+    sys.exit(run())
+
+
 if __name__ == "__main__":
-    app()
+    main_entry()

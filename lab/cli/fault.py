@@ -12,9 +12,19 @@ import typer
 
 from chaos.catalog import FAMILIES, InvalidFault, parse_duration
 from chaos.client import ChaosClient, ChaosError
+from core.exitcodes import Exit
 
 fault_app = typer.Typer(no_args_is_help=True, help="Inject and revert faults through the lab's chaos controller.")
 T = TypeVar("T")
+
+
+def _exit_for(exc: ChaosError) -> Exit:
+    """400: bad input; no controller (0) or no running target (409): the lab is not up; else failed."""
+    if exc.status == 400:
+        return Exit.BAD_INPUT
+    if exc.status in (0, 409):
+        return Exit.LAB_NOT_UP
+    return Exit.FAILED
 
 
 def _run(fn: Callable[[ChaosClient], Awaitable[T]]) -> T:
@@ -26,7 +36,7 @@ def _run(fn: Callable[[ChaosClient], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except ChaosError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise typer.Exit(2 if exc.status == 400 else 1) from exc
+        raise typer.Exit(_exit_for(exc)) from exc
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -71,7 +81,7 @@ def add(
         seconds = parse_duration(duration)
     except InvalidFault as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(Exit.BAD_INPUT) from exc
     active = _run(lambda c: c.add(kind, target, seconds, backend=backend, **params))
     if as_json:
         print(json.dumps(active), flush=True)

@@ -12,6 +12,7 @@ import typer
 
 from core import paths
 from core.errors import BadInput, WobbleError
+from core.exitcodes import Exit, for_error
 
 records_app = typer.Typer(no_args_is_help=True, help="Call records: replication lag, failover, resync, RPO.")
 T = TypeVar("T")
@@ -19,13 +20,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object, the last
 RegionOpt = Annotated[str, typer.Option("--region", help="Region, e.g. region-a.")]
 
 
-def _guard(fn: Callable[[], T]) -> T:
-    """Run fn; any lab error is one `error:` line and exit 2 (could not run)."""
+def _guard(fn: Callable[[], T], otherwise: Exit = Exit.FAILED) -> T:
+    """Run fn; any lab error is one `error:` line and its exit code (core.exitcodes.for_error:
+    bad input 2, the lab not up 3, else `otherwise`)."""
     try:
         return fn()
     except WobbleError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(for_error(exc, otherwise)) from exc
 
 
 def _emit(obj: Any, as_json: bool, text: str) -> None:
@@ -65,10 +67,11 @@ def reconcile_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Calls placed vs the CDRs and recordings visible in REGION; classify each missing or incomplete
-    record. Exit 0: nothing committed is missing; 1: something is; 2: could not run."""
+    record. Exit 0: nothing committed is missing; 1: something is; 2: bad input; 3: the lab is not up;
+    5: no verdict (the records could not all be read)."""
     from lab.records import gather
 
-    report = _guard(lambda: gather.run(_cfg(), region, parse_since(since), paths.EVENTS))
+    report = _guard(lambda: gather.run(_cfg(), region, parse_since(since), paths.EVENTS), Exit.INCOMPLETE)
     out = report.as_dict()
     if not as_json:
         counts = ", ".join(f"{k}={v}" for k, v in out["counts"].items() if v)
@@ -77,7 +80,7 @@ def reconcile_cmd(
             print(f"  {rec['call_id']} {rec['origin']} {rec['class']}: {rec['why']}", file=sys.stderr)
     print(json.dumps(out), flush=True)
     if report.problems:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
 
 
 @records_app.command("lag")

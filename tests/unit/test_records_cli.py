@@ -1,4 +1,5 @@
-"""`wobble records ...` bad input: exit 2 with one clear `error:` line (CliRunner, no Docker)."""
+"""`wobble records ...`: bad input exits 2, no verdict 5 (core.exitcodes), each with one clear `error:` line
+(CliRunner, no Docker)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.exitcodes import Exit
 from lab.cli import app
 from lab.records import gather, sources
 from lab.records.errors import DbMissing, DbUnreachable
@@ -39,7 +41,7 @@ def test_region_down(events: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(sources, "read_live", down)
     code, out, err = run("reconcile", "--region", "region-a", "--json")
-    assert code == 2 and out == ""
+    assert code == Exit.INCOMPLETE and out == ""
     assert err.startswith("error: region region-a is down") and "surviving region" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -50,7 +52,7 @@ def test_missing_database(events: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(sources, "read_live", missing)
     code, _, err = run("reconcile", "--region", "region-b")
-    assert code == 2 and "database 'records' is missing" in err
+    assert code == Exit.INCOMPLETE and "database 'records' is missing" in err
 
 
 def test_empty_event_log(events: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +60,7 @@ def test_empty_event_log(events: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "created_at", lambda cfg, ep: 1_000.0)
     monkeypatch.setattr(gather, "origin_truth", lambda cfg, origin: (Records(), None))
     code, _, err = run("reconcile", "--region", "region-b", "--json")
-    assert code == 2 and "no calls in" in err and "place calls first" in err
+    assert code == Exit.INCOMPLETE and "no calls in" in err and "place calls first" in err
 
 
 def test_one_json_object_last_and_exit_1_when_a_committed_record_is_missing(
