@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import heapq
 import itertools
 import logging
@@ -28,6 +29,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO, TypeVar
@@ -199,6 +201,21 @@ UaEvent = RegState | Rehomed | IncomingCall | CallProgress | CallAnswered | Medi
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class UaSnapshot:
+    """What the engine holds at one moment (`UserAgent.inspect`), for tests and status."""
+
+    accounts: tuple[str, ...]
+    #: Live calls: handle -> the account's name.
+    calls: dict[int, str]
+    #: Weak references to the live calls' pjsua2 Call objects (dead once freed in the pjsua2 thread).
+    call_objects: tuple[weakref.ref[Any], ...]
+    #: Ended calls waiting to be freed in the pjsua2 thread.
+    graveyard: int
+    #: pjsua2 Call objects alive in the process (only with `inspect(count_objects=True)`; else -1).
+    call_objects_alive: int = -1
+
+
 @dataclass
 class _Rec:
     """Worker-thread state of one call."""
@@ -351,6 +368,22 @@ class UserAgent:
 
     async def reg_states(self) -> dict[str, RegState]:
         return await self._submit(self._reg_states)
+
+    async def inspect(self, count_objects: bool = False) -> UaSnapshot:
+        """What the engine holds now, read in the pjsua2 thread. `count_objects`: also count the
+        pjsua2 Call objects alive in the process (walks the garbage collector's objects: slow)."""
+
+        def take() -> UaSnapshot:
+            alive = sum(isinstance(o, _Call) for o in gc.get_objects()) if count_objects else -1
+            return UaSnapshot(
+                accounts=tuple(self._accounts),
+                calls={h: r.account.spec.name for h, r in self._calls.items()},
+                call_objects=tuple(weakref.ref(r.call) for r in self._calls.values()),
+                graveyard=len(self._graveyard),
+                call_objects_alive=alive,
+            )
+
+        return await self._submit(take)
 
     async def _submit(self, fn: Callable[[], T]) -> T:
         if self._thread is None or not self._thread.is_alive():

@@ -192,8 +192,8 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
 
 
 GC_SCRIPT = r"""
-import asyncio, gc, json, os, sys, weakref
-from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent, _Call
+import asyncio, gc, json, os, sys
+from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
 
 async def main() -> None:
     ua = UserAgent(UaOptions(bind_addr="127.0.0.1", log_level=0))
@@ -203,10 +203,10 @@ async def main() -> None:
     await ua.add_account(AccountSpec(name="caller", id_uri="sip:gc-test@127.0.0.1"))
     h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "gc-test"})
     for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
-        if await ua._submit(lambda: len(ua._calls)) == 2:
+        if len((await ua.inspect()).calls) == 2:
             break
         await asyncio.sleep(0.05)
-    refs = await ua._submit(lambda: [weakref.ref(r.call) for r in ua._calls.values()])
+    refs = (await ua.inspect()).call_objects
     await asyncio.sleep(1.0)
     await ua.hangup(h, "caller_bye")
     ended = []
@@ -221,7 +221,7 @@ async def main() -> None:
             break
         await asyncio.sleep(0.05)
     gc.collect()  # in THIS (non-pjsua) thread: must not destroy any pjsua2 object
-    live = await ua._submit(lambda: sum(isinstance(o, _Call) for o in gc.get_objects()))
+    live = (await ua.inspect(count_objects=True)).call_objects_alive
     reasons = sorted(o.end_reason for o in ended)
     print(json.dumps([len(refs), alive, live, reasons, [o.lab_call_id for o in ended]]), flush=True)
     await ua.stop(2)
