@@ -80,6 +80,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agents.metrics import AGENT_PORT, AgentMetrics, WorkerCounters, serve
@@ -98,10 +99,15 @@ from agents.status import (
     write_health,
     write_json_atomic,
 )
+from core import events
 from core.settings import AgentsSettings
 
 if TYPE_CHECKING:
-    from agents.screenpop import PopResult
+    from pathlib import Path
+
+    from agents.model import CallOutcome
+    from agents.screenpop import PopResult, ScreenPop
+    from agents.ua import AccountSpec, CallAnswered, IncomingCall, RegState, Rehomed, UaEvent, UserAgent
 
 log = logging.getLogger("agents.agent")
 #: How often a worker checks the supervisor's control file, and the supervisor probes home, s.
@@ -298,57 +304,37 @@ def pop_caller(remote_uri: str, lab_call_id: str | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-async def run_worker(args: argparse.Namespace) -> None:
-    import aiohttp
+class Accounts:
+    """The worker's accounts: where each registers (the supervisor's control file says where the
+    fleet goes), their registration state for the status file, and re-homing them."""
 
-    from agents.login import LoginResult, keep_logged_in, login_until_ok
-    from agents.screenpop import FALLBACK, PopResult, ScreenPop
-    from agents.ua import (
-        AccountSpec,
-        CallAnswered,
-        CallEnded,
-        IncomingCall,
-        RegState,
-        Rehomed,
-        UaOptions,
-        UserAgent,
-    )
-    from core import events
+    def __init__(self, args: argparse.Namespace, index: int, mine: dict[str, Any], ua: UserAgent,
+                 control: ControlReader) -> None:  # fmt: skip
+        self.args = args
+        self.index = index
+        self.mine = mine
+        self.ua = ua
+        self.control = control
+        #: The region of every proxy seen (for the status file).
+        self.proxy_regions = control.regions
+        #: Each agent's entry in the status file.
+        self.agents: dict[str, dict[str, Any]] = {}
+        #: Accounts the engine holds.
+        self.added: set[str] = set()
+        self.rehoming: list[asyncio.Task[None]] = []
 
-    index: int = args.worker
-    mine = plan(args)[index]
-    main_status = status_path()
-    wpath = worker_path(main_status, index)
-    parent = os.getppid()
-    # Where accounts should register (the supervisor's control file; home until it says otherwise),
-    # and the region of every proxy seen, for the status file.
-    control = ControlReader(control_path(main_status), {"proxy": args.proxy, "region": args.region})
-    proxy_regions = control.regions
-    ua = UserAgent(
-        UaOptions(
-            sip_port=mine["sip_port"],
-            bind_addr=args.bind,
-            public_addr=args.public_addr,
-            log_level=args.log_level,
-            user_agent=f"wobble-agent/{args.region}",
-        )
-    )
-    addr = await ua.start()
-    log.info("worker %d: SIP on %s, agents %s", index, addr, ", ".join(mine["agents"]))
-    session = aiohttp.ClientSession() if (args.idp_url or args.crm_url) else None
-    pop = ScreenPop(session, args.crm_url or None, deadline_ms=args.pop_deadline_ms)
-    agents: dict[str, dict[str, Any]] = {}
-    counters = WorkerCounters()  # read by the supervisor for its metrics (agents.metrics)
-
-    def media_addr(proxy: str) -> str:
+    def media_addr(self, proxy: str) -> str:
         """The SDP address of an account registering through `proxy`: the local address towards
         it (agents may sit on several region networks), unless --public-addr/--bind fix one."""
-        if args.public_addr or args.bind or args.no_register:
+        if self.args.public_addr or self.args.bind or self.args.no_register:
             return ""
         return route_source_ip(hostport(proxy)[0])
 
-    def account_spec(n: int, name: str, proxy: str) -> AccountSpec:
-        first, last = mine["rtp"][name]
+    def spec(self, n: int, name: str, proxy: str) -> AccountSpec:
+        from agents.ua import AccountSpec
+
+        args = self.args
+        first, last = self.mine["rtp"][name]
         return AccountSpec(
             name=name,
             id_uri=f"sip:{name}@{strip_port(proxy)}",
@@ -362,80 +348,118 @@ async def run_worker(args: argparse.Namespace) -> None:
             media_timeout_s=args.media_timeout,
             answer_headers=answer_headers(name, args.region, args.no_register),
             make_default=n == 0,
-            media_addr=media_addr(proxy),
+            media_addr=self.media_addr(proxy),
         )
 
-    added: set[str] = set()  # accounts the engine holds
-
-    def registered_in(account: str) -> str | None:
+    def registered_in(self, account: str) -> str | None:
         """The region an account is registered through (direct mode: its own)."""
-        if args.no_register:
-            return str(args.region)
-        got = agents.get(account, {}).get("proxy_region")
+        if self.args.no_register:
+            return str(self.args.region)
+        got = self.agents.get(account, {}).get("proxy_region")
         return str(got) if got else None
 
-    async def add_account(n: int, name: str) -> None:
-        proxy = control.target["proxy"]
-        agents[name].update(proxy=proxy, proxy_region=proxy_regions.get(proxy, "unknown"))
-        await ua.add_account(account_spec(n, name, proxy))
-        added.add(name)
+    async def add(self, n: int, name: str) -> None:
+        proxy = self.control.target["proxy"]
+        self.agents[name].update(proxy=proxy, proxy_region=self.proxy_regions.get(proxy, "unknown"))
+        await self.ua.add_account(self.spec(n, name, proxy))
+        self.added.add(name)
 
-    bringups: set[asyncio.Task[None]] = set()
-    fatal: list[BaseException] = []
-    stop = asyncio.Event()
+    def poll_control(self) -> None:
+        if self.control.poll():
+            new = self.control.target
+            log.warning("worker %d: accounts move to %s (%s)", self.index, new["region"], new["proxy"])
 
-    async def bring_up(n: int, name: str) -> None:
-        """IdP mode: log in (retrying), only then add (register) the account, then keep the token
-        fresh. A later IdP failure never takes the agent out of service."""
-        assert session is not None
+    def left_behind(self, ev: RegState) -> bool:
+        """A result about a registrar the account has since left (it was queued before the move)."""
+        proxy = self.agents.get(ev.account, {}).get("proxy")
+        return bool(ev.registrar and proxy and ev.registrar != f"sip:{proxy}")
 
-        def note(res: LoginResult) -> None:
-            agents[name]["login"] = "ok" if res.ok else f"failed: {res.error}"
-            counters.login(res.ok)
+    async def rehome(self, in_a_call: Callable[[], set[str]]) -> None:
+        """Move every account not registering through the target there; one in a call keeps its
+        call and moves when it has ended (asked again then, and at every control check)."""
+        busy = in_a_call()
+        for name in sorted(self.added):
+            entry = self.agents[name]
+            proxy = self.control.target["proxy"]
+            if entry.get("proxy") == proxy:
+                entry.pop("rehome", None)
+                continue
+            if name in busy:
+                entry["rehome"] = f"after its call, to {self.control.target['region']}"
+                continue
+            try:
+                moved = await self.ua.rehome_account(name, f"sip:{proxy}", f"sip:{name}@{strip_port(proxy)}",
+                                                     self.media_addr(proxy))  # fmt: skip
+            except Exception:
+                log.exception("worker %d: re-homing %s failed (retried)", self.index, name)
+                continue
+            if not moved:
+                entry["rehome"] = f"after its call, to {self.control.target['region']}"
 
-        first = await login_until_ok(session, args.idp_url, name, args.idp_secret, args.region,
-                                     retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
-        agents[name]["reason"] = "not yet registered"
-        await add_account(n, name)
-        write_status()
-        await keep_logged_in(session, args.idp_url, name, args.idp_secret, args.region, first,
-                             retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+    def kick_rehome(self, in_a_call: Callable[[], set[str]]) -> None:
+        if self.args.no_register or (self.rehoming and not self.rehoming[0].done()):
+            return
+        if any(self.agents[name].get("proxy") != self.control.target["proxy"] for name in self.added):
+            self.rehoming[:] = [asyncio.ensure_future(self.rehome(in_a_call))]
 
-    def bring_up_done(task: asyncio.Task[None]) -> None:
-        bringups.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("worker %d: bringing up an agent failed: %r", index, exc)
-            fatal.append(exc)
-            stop.set()
+    def on_rehomed(self, ev: Rehomed) -> None:
+        entry = self.agents.setdefault(ev.account, {})
+        proxy = ev.registrar.removeprefix("sip:")
+        where = self.proxy_regions.get(proxy, "unknown")
+        if entry.get("code") == 200 and entry.get("active"):
+            entry["since"] = ev.ts
+        entry.update(proxy=proxy, proxy_region=where, code=0, reason=f"re-registering via {where}",
+                     active=False, expires=0)  # fmt: skip
+        entry.pop("rehome", None)
+        log.info("worker %d: %s re-registers through %s (%s)", self.index, ev.account, proxy, where)
 
-    def poll_control() -> None:
-        if control.poll():
-            new = control.target
-            log.warning("worker %d: accounts move to %s (%s)", index, new["region"], new["proxy"])
+    def on_reg_state(self, ev: RegState) -> None:
+        entry = self.agents.setdefault(ev.account, {})
+        was = entry.get("code") == 200 and entry.get("active")
+        entry.update(code=ev.code, reason=ev.reason, active=ev.active, expires=ev.expires)
+        now_ok = ev.code == 200 and ev.active
+        if now_ok != was:
+            entry["since"] = ev.ts
+            state = "registered" if now_ok else "NOT registered"
+            log.info("worker %d: %s %s (%d %s)", self.index, ev.account, state, ev.code, ev.reason)
 
-    if not args.no_register:
-        poll_control()  # a worker (re)started while the fleet is re-homed registers there at once
+    def stopping(self) -> None:
+        for entry in self.agents.values():
+            entry.update(active=False, reason="stopping")
 
-    for n, name in enumerate(mine["agents"]):
-        agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0, "since": None}
-        if not args.idp_url:
-            await add_account(n, name)
-            continue
-        agents[name].update(reason="not logged in", login="pending")
-        task = asyncio.ensure_future(bring_up(n, name))
-        bringups.add(task)
-        task.add_done_callback(bring_up_done)
-    in_call: dict[int, str] = {}
-    calls_total = 0
-    # Screen pops: incoming call handle -> caller id (known at INVITE), -> (fetch task, start) once answered.
-    pop_callers: dict[int, str] = {}
-    pops: dict[int, tuple[asyncio.Task[PopResult], float]] = {}
-    late_writers: set[asyncio.Task[None]] = set()
 
-    def settled(handle: int) -> PopResult | None:
+class CallRecords:
+    """The worker's incoming calls: which are in progress, their screen pops, and the `agent_call`
+    event each writes when it ends (after its pop, if that is still being fetched)."""
+
+    def __init__(self, args: argparse.Namespace, index: int, pop: ScreenPop, counters: WorkerCounters,
+                 accounts: Accounts) -> None:  # fmt: skip
+        self.args = args
+        self.index = index
+        self.pop = pop
+        self.counters = counters
+        self.accounts = accounts
+        #: Incoming call handle -> the agent's account.
+        self.in_call: dict[int, str] = {}
+        self.total = 0
+        # Screen pops: incoming call handle -> caller id (known at INVITE), -> (fetch task, start) once answered.
+        self.pop_callers: dict[int, str] = {}
+        self.pops: dict[int, tuple[asyncio.Task[PopResult], float]] = {}
+        self.late_writers: set[asyncio.Task[None]] = set()
+
+    def busy(self) -> set[str]:
+        """The accounts in a call now."""
+        return set(self.in_call.values())
+
+    def record(self, outcome: CallOutcome, pop: PopResult | None) -> dict[str, Any]:
+        return agent_event(outcome, self.args.region, self.index, pop, self.accounts.registered_in(outcome.account))
+
+    def settled(self, handle: int) -> PopResult | None:
         """The pop of a call whose fetch is over (or abandoned: reported as an unfinished fallback)."""
-        pop_callers.pop(handle, None)
-        entry = pops.pop(handle, None)
+        from agents.screenpop import FALLBACK, PopResult
+
+        self.pop_callers.pop(handle, None)
+        entry = self.pops.pop(handle, None)
         if entry is None:
             return None
         task, t0 = entry
@@ -444,206 +468,263 @@ async def run_worker(args: argparse.Namespace) -> None:
         task.cancel()
         return PopResult(FALLBACK, round((time.monotonic() - t0) * 1000.0, 1), None, "unfinished")
 
-    async def append_call(record: dict[str, Any]) -> None:
-        counters.call_ended(record)
+    async def append(self, record: dict[str, Any]) -> None:
+        self.counters.call_ended(record)
         try:
             await asyncio.to_thread(events.append, events.AgentCall.of(record))
         except OSError:
             log.exception("could not append agent_call event")
 
-    async def append_when_popped(outcome: Any, task: asyncio.Task[PopResult]) -> None:
+    async def append_when_popped(self, outcome: CallOutcome, task: asyncio.Task[PopResult]) -> None:
         """The call ended before its pop finished: the event waits for the pop (bounded by the hard
         timeout), without holding up the worker's event loop."""
-        await asyncio.wait({task}, timeout=pop.hard_timeout_s + 1.0)
-        await append_call(
-            agent_event(outcome, args.region, index, settled(outcome.handle), registered_in(outcome.account))
-        )
+        await asyncio.wait({task}, timeout=self.pop.hard_timeout_s + 1.0)
+        await self.append(self.record(outcome, self.settled(outcome.handle)))
 
-    def write_status(state: str = "running") -> None:
+    def on_incoming(self, ev: IncomingCall) -> None:
+        self.in_call[ev.handle] = ev.account
+        if self.pop.configured:
+            self.pop_callers[ev.handle] = pop_caller(ev.remote_uri, ev.lab_call_id)
+        log.info("worker %d: %s <- call %s (%s)", self.index, ev.account, ev.lab_call_id, ev.sip_call_id)
+
+    def on_answered(self, ev: CallAnswered) -> None:
+        if ev.handle in self.in_call:
+            self.counters.answered()
+        if ev.handle in self.pop_callers and ev.handle not in self.pops:
+            # Answered already (in the pjsua2 thread); the card is fetched alongside.
+            fetch = asyncio.ensure_future(self.pop.fetch(self.pop_callers[ev.handle]))
+            self.pops[ev.handle] = (fetch, time.monotonic())
+
+    async def on_ended(self, outcome: CallOutcome) -> None:
+        self.in_call.pop(outcome.handle, None)
+        self.total += 1
+        if self.accounts.agents.get(outcome.account, {}).get("rehome"):
+            self.accounts.kick_rehome(self.busy)
+        record = self.record(outcome, None)
+        log.info("worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%", self.index, record["agent"],
+                 record["call_id"], record["end_reason"], record["duration_s"], record["rx_packets"],
+                 record["tx_packets"], record["loss_pct"])  # fmt: skip
+        pending = self.pops.get(outcome.handle)
+        if pending is not None and not pending[0].done():
+            writer = asyncio.ensure_future(self.append_when_popped(outcome, pending[0]))
+            self.late_writers.add(writer)
+            writer.add_done_callback(self.late_writers.discard)
+        else:
+            await self.append(self.record(outcome, self.settled(outcome.handle)))
+
+    async def drain(self, ua: UserAgent) -> None:
+        """After the engine stopped: its final CallEnded events (calls hung up by the shutdown) go to
+        the event log (a screen pop still in flight is an unfinished fallback), and the late
+        writers get a second to finish."""
+        from agents.ua import CallEnded
+
+        while not ua.events.empty():
+            ev = ua.events.get_nowait()
+            if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
+                record = self.record(ev.outcome, self.settled(ev.outcome.handle))
+                self.counters.call_ended(record)
+                with contextlib.suppress(OSError):
+                    events.append(events.AgentCall.of(record))
+        for fetch, _ in self.pops.values():
+            fetch.cancel()
+        if self.late_writers:
+            await asyncio.wait(self.late_writers, timeout=1.0)
+
+
+class WorkerStatus:
+    """The worker's status file (agents.status): what the supervisor reads for health and metrics."""
+
+    def __init__(self, path: Path, args: argparse.Namespace, index: int, addr: str, ua: UserAgent,
+                 accounts: Accounts, calls: CallRecords, counters: WorkerCounters, pop: ScreenPop) -> None:  # fmt: skip
+        self.path = path
+        self.args = args
+        self.index = index
+        self.addr = addr
+        self.ua = ua
+        self.accounts = accounts
+        self.calls = calls
+        self.counters = counters
+        self.pop = pop
+
+    def write(self, state: str = "running") -> None:
+        args = self.args
         write_json_atomic(
-            wpath,
+            self.path,
             {
-                "worker": index,
+                "worker": self.index,
                 "pid": os.getpid(),
                 "state": state,
                 "region": args.region,
-                "sip": addr,
+                "sip": self.addr,
                 "updated": time.time(),
-                "loop_age_s": round(max(0.0, time.monotonic() - ua.heartbeat), 3),
+                "loop_age_s": round(max(0.0, time.monotonic() - self.ua.heartbeat), 3),
                 "direct": bool(args.no_register),
-                "agents": agents,
-                "in_call": sorted(set(in_call.values())),
-                "calls_total": calls_total,
-                "counters": counters.as_dict(),
-                "target": dict(control.target),
+                "agents": self.accounts.agents,
+                "in_call": sorted(self.calls.busy()),
+                "calls_total": self.calls.total,
+                "counters": self.counters.as_dict(),
+                "target": dict(self.accounts.control.target),
                 **({"idp": args.idp_url} if args.idp_url else {}),
-                **({"screen_pop": pop.status()} if pop.configured else {}),
+                **({"screen_pop": self.pop.status()} if self.pop.configured else {}),
             },
         )
 
-    rehoming: list[asyncio.Task[None]] = []
 
-    def left_behind(ev: RegState) -> bool:
-        """A result about a registrar the account has since left (it was queued before the move)."""
-        proxy = agents.get(ev.account, {}).get("proxy")
-        return bool(ev.registrar and proxy and ev.registrar != f"sip:{proxy}")
+class Worker:
+    """One agents worker process: its user agent holds some of the fleet's accounts (at most
+    PJSUA_MAX_CALLS calls), logs them in, answers their calls and follows the supervisor's moves.
+    Its collaborators: `Accounts` (registration and re-homing), `CallRecords` (calls, screen pops,
+    events) and `WorkerStatus` (the status file)."""
 
-    async def rehome() -> None:
-        """Move every account not registering through the target there; one in a call keeps its
-        call and moves when it has ended (asked again then, and at every control check)."""
-        busy = set(in_call.values())
-        for name in sorted(added):
-            entry = agents[name]
-            proxy = control.target["proxy"]
-            if entry.get("proxy") == proxy:
-                entry.pop("rehome", None)
-                continue
-            if name in busy:
-                entry["rehome"] = f"after its call, to {control.target['region']}"
-                continue
-            try:
-                moved = await ua.rehome_account(name, f"sip:{proxy}", f"sip:{name}@{strip_port(proxy)}",
-                                                media_addr(proxy))  # fmt: skip
-            except Exception:
-                log.exception("worker %d: re-homing %s failed (retried)", index, name)
-                continue
-            if not moved:
-                entry["rehome"] = f"after its call, to {control.target['region']}"
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.index: int = args.worker
+        self.mine = plan(args)[self.index]
+        self.main_status = status_path()
+        self.parent = os.getppid()
+        self.counters = WorkerCounters()  # read by the supervisor for its metrics (agents.metrics)
+        self.bringups: set[asyncio.Task[None]] = set()
+        self.fatal: list[BaseException] = []
+        self.stop = asyncio.Event()
 
-    def kick_rehome() -> None:
-        if args.no_register or (rehoming and not rehoming[0].done()):
-            return
-        if any(agents[name].get("proxy") != control.target["proxy"] for name in added):
-            rehoming[:] = [asyncio.ensure_future(rehome())]
+    async def bring_up(self, n: int, name: str) -> None:
+        """IdP mode: log in (retrying), only then add (register) the account, then keep the token
+        fresh. A later IdP failure never takes the agent out of service."""
+        from agents.login import LoginResult, keep_logged_in, login_until_ok
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    write_status()
-    next_write = time.monotonic() + 2.0
-    next_control = time.monotonic() + CONTROL_POLL_S
-    stopper = asyncio.ensure_future(stop.wait())
-    while not stop.is_set():
-        getter = asyncio.ensure_future(ua.events.get())
-        wake = min(next_write, next_control)
-        done, _ = await asyncio.wait(
-            {getter, stopper}, timeout=max(0.05, wake - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-        )
-        if getter not in done:
-            getter.cancel()
-        else:
-            ev = getter.result()
-            if isinstance(ev, Rehomed):
-                entry = agents.setdefault(ev.account, {})
-                proxy = ev.registrar.removeprefix("sip:")
-                where = proxy_regions.get(proxy, "unknown")
-                if entry.get("code") == 200 and entry.get("active"):
-                    entry["since"] = ev.ts
-                entry.update(proxy=proxy, proxy_region=where, code=0, reason=f"re-registering via {where}",
-                             active=False, expires=0)  # fmt: skip
-                entry.pop("rehome", None)
-                log.info("worker %d: %s re-registers through %s (%s)", index, ev.account, proxy, where)
-                write_status()
-            elif isinstance(ev, RegState) and not left_behind(ev):
-                entry = agents.setdefault(ev.account, {})
-                was = entry.get("code") == 200 and entry.get("active")
-                entry.update(code=ev.code, reason=ev.reason, active=ev.active, expires=ev.expires)
-                now_ok = ev.code == 200 and ev.active
-                if now_ok != was:
-                    entry["since"] = ev.ts
-                    log.info(
-                        "worker %d: %s %s (%d %s)",
-                        index,
-                        ev.account,
-                        "registered" if now_ok else "NOT registered",
-                        ev.code,
-                        ev.reason,
-                    )
-                write_status()
-            elif isinstance(ev, IncomingCall):
-                in_call[ev.handle] = ev.account
-                if pop.configured:
-                    pop_callers[ev.handle] = pop_caller(ev.remote_uri, ev.lab_call_id)
-                log.info("worker %d: %s <- call %s (%s)", index, ev.account, ev.lab_call_id, ev.sip_call_id)
-            elif isinstance(ev, CallAnswered):
-                if ev.handle in in_call:
-                    counters.answered()
-                if ev.handle in pop_callers and ev.handle not in pops:
-                    # Answered already (in the pjsua2 thread); the card is fetched alongside.
-                    pops[ev.handle] = (asyncio.ensure_future(pop.fetch(pop_callers[ev.handle])), time.monotonic())
-            elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
-                in_call.pop(ev.outcome.handle, None)
-                calls_total += 1
-                if agents.get(ev.outcome.account, {}).get("rehome"):
-                    kick_rehome()
-                record = agent_event(ev.outcome, args.region, index, None, registered_in(ev.outcome.account))
-                log.info(
-                    "worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%",
-                    index,
-                    record["agent"],
-                    record["call_id"],
-                    record["end_reason"],
-                    record["duration_s"],
-                    record["rx_packets"],
-                    record["tx_packets"],
-                    record["loss_pct"],
-                )
-                pending = pops.get(ev.outcome.handle)
-                if pending is not None and not pending[0].done():
-                    writer = asyncio.ensure_future(append_when_popped(ev.outcome, pending[0]))
-                    late_writers.add(writer)
-                    writer.add_done_callback(late_writers.discard)
-                else:
-                    await append_call(
-                        agent_event(
-                            ev.outcome,
-                            args.region,
-                            index,
-                            settled(ev.outcome.handle),
-                            registered_in(ev.outcome.account),
-                        )
-                    )
-        if time.monotonic() >= next_control:
-            next_control = time.monotonic() + CONTROL_POLL_S
-            if not args.no_register:
-                poll_control()
-                kick_rehome()  # a move, or a retry of accounts that could not move yet
-        if time.monotonic() >= next_write:
-            next_write = time.monotonic() + 2.0
-            if os.getppid() != parent:
-                log.error("worker %d: supervisor gone, exiting", index)
-                break
-            with contextlib.suppress(OSError):
-                write_status()
-    log.info("worker %d: stopping", index)
-    with contextlib.suppress(OSError):
-        for entry in agents.values():
-            entry.update(active=False, reason="stopping")
-        write_status("stopping")
-    for task in [*bringups, *rehoming]:
-        task.cancel()
-    await ua.stop(timeout=3.0)
-    # Drain the final CallEnded events (calls hung up by the shutdown) into the event log; a screen
-    # pop still in flight is reported as an unfinished fallback.
-    while not ua.events.empty():
-        ev = ua.events.get_nowait()
-        if isinstance(ev, CallEnded) and ev.outcome.direction == "in":
-            record = agent_event(
-                ev.outcome, args.region, index, settled(ev.outcome.handle), registered_in(ev.outcome.account)
+        args = self.args
+        assert self.session is not None
+        entry = self.accounts.agents[name]
+
+        def note(res: LoginResult) -> None:
+            entry["login"] = "ok" if res.ok else f"failed: {res.error}"
+            self.counters.login(res.ok)
+
+        first = await login_until_ok(self.session, args.idp_url, name, args.idp_secret, args.region,
+                                     retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+        entry["reason"] = "not yet registered"
+        await self.accounts.add(n, name)
+        self.status.write()
+        await keep_logged_in(self.session, args.idp_url, name, args.idp_secret, args.region, first,
+                             retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+
+    def bring_up_done(self, task: asyncio.Task[None]) -> None:
+        self.bringups.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("worker %d: bringing up an agent failed: %r", self.index, exc)
+            self.fatal.append(exc)
+            self.stop.set()
+
+    async def start(self) -> None:
+        """The user agent, the collaborators, and every account added (or being logged in)."""
+        import aiohttp
+
+        from agents.screenpop import ScreenPop
+        from agents.ua import UaOptions, UserAgent
+
+        args, index, mine = self.args, self.index, self.mine
+        # Where accounts should register (the supervisor's control file; home until it says otherwise).
+        control = ControlReader(control_path(self.main_status), {"proxy": args.proxy, "region": args.region})
+        self.ua = UserAgent(
+            UaOptions(
+                sip_port=mine["sip_port"],
+                bind_addr=args.bind,
+                public_addr=args.public_addr,
+                log_level=args.log_level,
+                user_agent=f"wobble-agent/{args.region}",
             )
-            counters.call_ended(record)
-            with contextlib.suppress(OSError):
-                events.append(events.AgentCall.of(record))
-    for fetch, _ in pops.values():
-        fetch.cancel()
-    if late_writers:
-        await asyncio.wait(late_writers, timeout=1.0)
-    with contextlib.suppress(OSError):  # the last counts, for the supervisor's metrics
-        write_status("stopping")
-    if session is not None:
-        await session.close()
-    if fatal:
-        raise RuntimeError("an agent could not be brought up") from fatal[0]
+        )
+        addr = await self.ua.start()
+        log.info("worker %d: SIP on %s, agents %s", index, addr, ", ".join(mine["agents"]))
+        self.session = aiohttp.ClientSession() if (args.idp_url or args.crm_url) else None
+        self.pop = ScreenPop(self.session, args.crm_url or None, deadline_ms=args.pop_deadline_ms)
+        self.accounts = Accounts(args, index, mine, self.ua, control)
+        self.calls = CallRecords(args, index, self.pop, self.counters, self.accounts)
+        self.status = WorkerStatus(worker_path(self.main_status, index), args, index, addr, self.ua, self.accounts,
+                                   self.calls, self.counters, self.pop)  # fmt: skip
+        if not args.no_register:
+            self.accounts.poll_control()  # a worker (re)started while the fleet is re-homed registers there at once
+        for n, name in enumerate(mine["agents"]):
+            self.accounts.agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0,
+                                          "since": None}  # fmt: skip
+            if not args.idp_url:
+                await self.accounts.add(n, name)
+                continue
+            self.accounts.agents[name].update(reason="not logged in", login="pending")
+            task = asyncio.ensure_future(self.bring_up(n, name))
+            self.bringups.add(task)
+            task.add_done_callback(self.bring_up_done)
+
+    async def handle(self, ev: UaEvent) -> None:
+        from agents.ua import CallAnswered, CallEnded, IncomingCall, RegState, Rehomed
+
+        if isinstance(ev, Rehomed):
+            self.accounts.on_rehomed(ev)
+            self.status.write()
+        elif isinstance(ev, RegState) and not self.accounts.left_behind(ev):
+            self.accounts.on_reg_state(ev)
+            self.status.write()
+        elif isinstance(ev, IncomingCall):
+            self.calls.on_incoming(ev)
+        elif isinstance(ev, CallAnswered):
+            self.calls.on_answered(ev)
+        elif isinstance(ev, CallEnded) and ev.outcome.direction == "in":
+            await self.calls.on_ended(ev.outcome)
+
+    async def run(self) -> None:
+        await self.start()
+        args, ua = self.args, self.ua
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        self.status.write()
+        next_write = time.monotonic() + 2.0
+        next_control = time.monotonic() + CONTROL_POLL_S
+        stopper = asyncio.ensure_future(self.stop.wait())
+        while not self.stop.is_set():
+            getter = asyncio.ensure_future(ua.events.get())
+            wake = min(next_write, next_control)
+            done, _ = await asyncio.wait(
+                {getter, stopper}, timeout=max(0.05, wake - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter not in done:
+                getter.cancel()
+            else:
+                await self.handle(getter.result())
+            if time.monotonic() >= next_control:
+                next_control = time.monotonic() + CONTROL_POLL_S
+                if not args.no_register:
+                    self.accounts.poll_control()
+                    # a move, or a retry of accounts that could not move yet
+                    self.accounts.kick_rehome(self.calls.busy)
+            if time.monotonic() >= next_write:
+                next_write = time.monotonic() + 2.0
+                if os.getppid() != self.parent:
+                    log.error("worker %d: supervisor gone, exiting", self.index)
+                    break
+                with contextlib.suppress(OSError):
+                    self.status.write()
+        await self.shut_down()
+
+    async def shut_down(self) -> None:
+        log.info("worker %d: stopping", self.index)
+        with contextlib.suppress(OSError):
+            self.accounts.stopping()
+            self.status.write("stopping")
+        for task in [*self.bringups, *self.accounts.rehoming]:
+            task.cancel()
+        await self.ua.stop(timeout=3.0)
+        await self.calls.drain(self.ua)
+        with contextlib.suppress(OSError):  # the last counts, for the supervisor's metrics
+            self.status.write("stopping")
+        if self.session is not None:
+            await self.session.close()
+        if self.fatal:
+            raise RuntimeError("an agent could not be brought up") from self.fatal[0]
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    await Worker(args).run()
 
 
 def worker_main(args: argparse.Namespace) -> None:
