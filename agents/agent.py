@@ -144,8 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fallback-region", default="", help="the fallback proxy's region name, e.g. region-b")
     p.add_argument("--home-pbx", default="", help="home PBX host[:port], probed with OPTIONS too (optional)")
     p.add_argument("--rehome-after", type=float, default=10.0, help="re-home after home is down this long, s")
-    p.add_argument("--return-after", type=float, default=None, help="return after home is up this long, s "
-                   "(default: --rehome-after)")  # fmt: skip
+    p.add_argument(
+        "--return-after",
+        type=float,
+        default=None,
+        help="return after home is up this long, s (default: --rehome-after)",
+    )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return parse_valid_args(p, argv, validate_args)
 
@@ -308,8 +312,9 @@ class Accounts:
     """The worker's accounts: where each registers (the supervisor's control file says where the
     fleet goes), their registration state for the status file, and re-homing them."""
 
-    def __init__(self, args: argparse.Namespace, index: int, mine: dict[str, Any], ua: UserAgent,
-                 control: ControlReader) -> None:  # fmt: skip
+    def __init__(
+        self, args: argparse.Namespace, index: int, mine: dict[str, Any], ua: UserAgent, control: ControlReader
+    ) -> None:
         self.args = args
         self.index = index
         self.mine = mine
@@ -388,8 +393,9 @@ class Accounts:
                 entry["rehome"] = f"after its call, to {self.control.target['region']}"
                 continue
             try:
-                moved = await self.ua.rehome_account(name, f"sip:{proxy}", f"sip:{name}@{strip_port(proxy)}",
-                                                     self.media_addr(proxy))  # fmt: skip
+                moved = await self.ua.rehome_account(
+                    name, f"sip:{proxy}", f"sip:{name}@{strip_port(proxy)}", self.media_addr(proxy)
+                )
             except Exception:
                 log.exception("worker %d: re-homing %s failed (retried)", self.index, name)
                 continue
@@ -408,8 +414,9 @@ class Accounts:
         where = self.proxy_regions.get(proxy, "unknown")
         if entry.get("code") == 200 and entry.get("active"):
             entry["since"] = ev.ts
-        entry.update(proxy=proxy, proxy_region=where, code=0, reason=f"re-registering via {where}",
-                     active=False, expires=0)  # fmt: skip
+        entry.update(
+            proxy=proxy, proxy_region=where, code=0, reason=f"re-registering via {where}", active=False, expires=0
+        )
         entry.pop("rehome", None)
         log.info("worker %d: %s re-registers through %s (%s)", self.index, ev.account, proxy, where)
 
@@ -432,8 +439,9 @@ class CallRecords:
     """The worker's incoming calls: which are in progress, their screen pops, and the `agent_call`
     event each writes when it ends (after its pop, if that is still being fetched)."""
 
-    def __init__(self, args: argparse.Namespace, index: int, pop: ScreenPop, counters: WorkerCounters,
-                 accounts: Accounts) -> None:  # fmt: skip
+    def __init__(
+        self, args: argparse.Namespace, index: int, pop: ScreenPop, counters: WorkerCounters, accounts: Accounts
+    ) -> None:
         self.args = args
         self.index = index
         self.pop = pop
@@ -501,9 +509,17 @@ class CallRecords:
         if self.accounts.agents.get(outcome.account, {}).get("rehome"):
             self.accounts.kick_rehome(self.busy)
         record = self.record(outcome, None)
-        log.info("worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%", self.index, record["agent"],
-                 record["call_id"], record["end_reason"], record["duration_s"], record["rx_packets"],
-                 record["tx_packets"], record["loss_pct"])  # fmt: skip
+        log.info(
+            "worker %d: %s call %s ended: %s, %.1fs, rx %d tx %d loss %.1f%%",
+            self.index,
+            record["agent"],
+            record["call_id"],
+            record["end_reason"],
+            record["duration_s"],
+            record["rx_packets"],
+            record["tx_packets"],
+            record["loss_pct"],
+        )
         pending = self.pops.get(outcome.handle)
         if pending is not None and not pending[0].done():
             writer = asyncio.ensure_future(self.append_when_popped(outcome, pending[0]))
@@ -534,8 +550,18 @@ class CallRecords:
 class WorkerStatus:
     """The worker's status file (agents.status): what the supervisor reads for health and metrics."""
 
-    def __init__(self, path: Path, args: argparse.Namespace, index: int, addr: str, ua: UserAgent,
-                 accounts: Accounts, calls: CallRecords, counters: WorkerCounters, pop: ScreenPop) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        args: argparse.Namespace,
+        index: int,
+        addr: str,
+        ua: UserAgent,
+        accounts: Accounts,
+        calls: CallRecords,
+        counters: WorkerCounters,
+        pop: ScreenPop,
+    ) -> None:
         self.path = path
         self.args = args
         self.index = index
@@ -600,13 +626,22 @@ class Worker:
             entry["login"] = "ok" if res.ok else f"failed: {res.error}"
             self.counters.login(res.ok)
 
-        first = await login_until_ok(self.session, args.idp_url, name, args.idp_secret, args.region,
-                                     retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+        first = await login_until_ok(
+            self.session, args.idp_url, name, args.idp_secret, args.region, retry_s=args.login_retry_s, on_attempt=note
+        )
         entry["reason"] = "not yet registered"
         await self.accounts.add(n, name)
         self.status.write()
-        await keep_logged_in(self.session, args.idp_url, name, args.idp_secret, args.region, first,
-                             retry_s=args.login_retry_s, on_attempt=note)  # fmt: skip
+        await keep_logged_in(
+            self.session,
+            args.idp_url,
+            name,
+            args.idp_secret,
+            args.region,
+            first,
+            retry_s=args.login_retry_s,
+            on_attempt=note,
+        )
 
     def bring_up_done(self, task: asyncio.Task[None]) -> None:
         self.bringups.discard(task)
@@ -640,13 +675,27 @@ class Worker:
         self.pop = ScreenPop(self.session, args.crm_url or None, deadline_ms=args.pop_deadline_ms)
         self.accounts = Accounts(args, index, mine, self.ua, control)
         self.calls = CallRecords(args, index, self.pop, self.counters, self.accounts)
-        self.status = WorkerStatus(worker_path(self.main_status, index), args, index, addr, self.ua, self.accounts,
-                                   self.calls, self.counters, self.pop)  # fmt: skip
+        self.status = WorkerStatus(
+            worker_path(self.main_status, index),
+            args,
+            index,
+            addr,
+            self.ua,
+            self.accounts,
+            self.calls,
+            self.counters,
+            self.pop,
+        )
         if not args.no_register:
             self.accounts.poll_control()  # a worker (re)started while the fleet is re-homed registers there at once
         for n, name in enumerate(mine["agents"]):
-            self.accounts.agents[name] = {"code": 0, "reason": "not yet registered", "active": False, "expires": 0,
-                                          "since": None}  # fmt: skip
+            self.accounts.agents[name] = {
+                "code": 0,
+                "reason": "not yet registered",
+                "active": False,
+                "expires": 0,
+                "since": None,
+            }
             if not args.idp_url:
                 await self.accounts.add(n, name)
                 continue
@@ -863,9 +912,11 @@ class Supervisor:
         assert self.policy is not None
         targets = self.probe_targets()
         replies = await asyncio.gather(
-            *(self.probers[source].probe(host, port, timeout_s=PROBE_TIMEOUT_S, resend_s=PROBE_TIMEOUT_S / 2)
-              for source, host, port in targets)
-        )  # fmt: skip
+            *(
+                self.probers[source].probe(host, port, timeout_s=PROBE_TIMEOUT_S, resend_s=PROBE_TIMEOUT_S / 2)
+                for source, host, port in targets
+            )
+        )
         for (source, _, _), reply in zip(targets, replies, strict=True):
             detail = "" if reply.ok else reply.error or f"{reply.code}"
             decision = self.policy.observe(now, source, reply.ok, detail)
@@ -902,8 +953,9 @@ class Supervisor:
         self.decisions.append(
             {k: record[k] for k in ("to_region", "proxy", "rule", "reason", "seq")} | {"t": time.time()}
         )
-        log.warning("supervisor: agents move to %s (%s): %s", self.target["region"], self.target["proxy"],
-                    decision.reason)  # fmt: skip
+        log.warning(
+            "supervisor: agents move to %s (%s): %s", self.target["region"], self.target["proxy"], decision.reason
+        )
         self.write_status()
         from core import events
 
@@ -941,9 +993,13 @@ class Supervisor:
                 self.probers[source] = OptionsProber(self.args.bind or "0.0.0.0")
                 await self.probers[source].start()
             prober = asyncio.ensure_future(self.probe_loop())
-            log.info("supervisor: re-homing to %s (%s) after %.1f s down, back after %.1f s up",
-                     self.args.fallback_region, self.args.fallback_proxy, self.policy.rehome_after_s,
-                     self.policy.return_after_s)  # fmt: skip
+            log.info(
+                "supervisor: re-homing to %s (%s) after %.1f s down, back after %.1f s up",
+                self.args.fallback_region,
+                self.args.fallback_proxy,
+                self.policy.rehome_after_s,
+                self.policy.return_after_s,
+            )
         try:
             while not self.stopping:
                 await asyncio.sleep(0.5)

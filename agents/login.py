@@ -143,6 +143,13 @@ async def keep_logged_in(
     while (delay := relogin_delay(current.expires_in)) is not None:
         await asyncio.sleep(delay)
         current = await login_until_ok(
-            session, idp_url, agent, secret, region, timeout=timeout, retry_s=retry_s, relogin=True,
+            session,
+            idp_url,
+            agent,
+            secret,
+            region,
+            timeout=timeout,
+            retry_s=retry_s,
+            relogin=True,
             on_attempt=on_attempt,
-        )  # fmt: skip
+        )

@@ -97,14 +97,17 @@ class LoadMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.attempts = Counter(
-            "wobble_call_attempts", "Calls attempted, by the region they were sent to", ["region", "chosen_by"],
+            "wobble_call_attempts",
+            "Calls attempted, by the region they were sent to",
+            ["region", "chosen_by"],
             registry=r,
-        )  # fmt: skip
+        )
         self.outcomes = Counter(
             "wobble_call_outcomes", "Calls completed, by status and reason", ["outcome", "reason"], registry=r
         )
-        self.pdd = Histogram("wobble_call_pdd_seconds", "Post-dial delay (INVITE -> 18x/2xx)", buckets=PDD_BUCKETS,
-                             registry=r)  # fmt: skip
+        self.pdd = Histogram(
+            "wobble_call_pdd_seconds", "Post-dial delay (INVITE -> 18x/2xx)", buckets=PDD_BUCKETS, registry=r
+        )
         self.mos = Histogram("wobble_call_mos", "E-model MOS of answered calls", buckets=MOS_BUCKETS, registry=r)
 
     def attempt(self, region: str, chosen_by: str) -> None:
@@ -145,8 +148,11 @@ class WorkerCounters:
         self.screen_pops[pop if pop in POP_RESULTS else "none"] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"logins": dict(self.logins), "calls_answered": self.calls_answered,
-                "screen_pops": dict(self.screen_pops)}  # fmt: skip
+        return {
+            "logins": dict(self.logins),
+            "calls_answered": self.calls_answered,
+            "screen_pops": dict(self.screen_pops),
+        }
 
 
 def _flat(counters: Mapping[str, Any]) -> dict[tuple[str, str], int]:
@@ -170,8 +176,12 @@ class AgentMetrics:
         self.logins = Counter("wobble_agent_logins", "IdP login attempts", ["region", "result"], registry=r)
         self.answered = Counter("wobble_agent_calls_answered", "Calls the agents answered", ["region"], registry=r)
         self.pops = Counter("wobble_agent_screen_pops", "Screen pops by result", ["region", "result"], registry=r)
-        self.rehomed = Gauge("wobble_agents_rehomed", "Agents in service registered through another region",
-                             ["region", "to_region"], registry=r)  # fmt: skip
+        self.rehomed = Gauge(
+            "wobble_agents_rehomed",
+            "Agents in service registered through another region",
+            ["region", "to_region"],
+            registry=r,
+        )
         self.rehomes = Counter("wobble_agent_rehomes", "Re-homing decisions", ["region", "to_region"], registry=r)
         self.logged_in.labels(region).set(0)
         if fallback_region:

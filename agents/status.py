@@ -61,8 +61,9 @@ def control_target(data: Any, home: dict[str, str]) -> dict[str, str]:
 
 def write_control(main: Path, target: dict[str, str], placement: str, seq: int, reason: str) -> None:
     """The supervisor's word to its workers: register through target['proxy'] (in target['region'])."""
-    write_json_atomic(control_path(main), {**target, "placement": placement, "seq": seq, "reason": reason,
-                                           "t": time.time()})  # fmt: skip
+    write_json_atomic(
+        control_path(main), {**target, "placement": placement, "seq": seq, "reason": reason, "t": time.time()}
+    )
 
 
 class ControlReader:

@@ -91,41 +91,97 @@ _FAULT = {
     "type": "object",
     "required": ["id", "kind", "target", "params", "backend", "started_at", "ends_at"],
     "properties": {
-        "id": {"type": "string"}, "kind": {"type": "string"}, "family": {"type": "string"},
-        "target": {"type": "string"}, "services": {"type": "array", "items": {"type": "string"}},
-        "params": {"type": "object"}, "backend": {"type": "string"}, "started_at": {"type": "number"},
-        "ends_at": {"type": "number"}, "remaining_s": {"type": "number"},
+        "id": {"type": "string"},
+        "kind": {"type": "string"},
+        "family": {"type": "string"},
+        "target": {"type": "string"},
+        "services": {"type": "array", "items": {"type": "string"}},
+        "params": {"type": "object"},
+        "backend": {"type": "string"},
+        "started_at": {"type": "number"},
+        "ends_at": {"type": "number"},
+        "remaining_s": {"type": "number"},
     },
-}  # fmt: skip
-_ERR = {"description": "error", "content": {"application/json": {"schema": {
-    "type": "object", "required": ["error", "status"],
-    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}  # fmt: skip
+}
+_ERR = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error", "status"],
+                "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+            }
+        }
+    },
+}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Wobble Lab chaos controller", "version": "1"},
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
     "paths": {
         "/v1/faults": {
-            "get": {"summary": "Active faults", "responses": {"200": {"description": "list", "content": {
-                "application/json": {"schema": {"type": "array", "items": _FAULT}}}}}},
-            "post": {"summary": "Apply a fault; answers once it is live", "security": _SEC,
-                     "requestBody": {"content": {"application/json": {"schema": {
-                         "type": "object", "required": ["kind", "target", "duration_s"],
-                         "properties": {"kind": {"type": "string"}, "target": {"type": "string"},
-                                        "duration_s": {"type": "number", "exclusiveMinimum": 0},
-                                        "params": {"type": "object"}}}}}},
-                     "responses": {"201": {"description": "live", "content": {"application/json": {"schema": _FAULT}}},
-                                   "400": _ERR, "401": _ERR, "409": _ERR, "502": _ERR}},
-            "delete": {"summary": "Revert every fault", "security": _SEC,
-                       "responses": {"200": {"description": "reverted"}, "401": _ERR}},
+            "get": {
+                "summary": "Active faults",
+                "responses": {
+                    "200": {
+                        "description": "list",
+                        "content": {"application/json": {"schema": {"type": "array", "items": _FAULT}}},
+                    }
+                },
+            },
+            "post": {
+                "summary": "Apply a fault; answers once it is live",
+                "security": _SEC,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["kind", "target", "duration_s"],
+                                "properties": {
+                                    "kind": {"type": "string"},
+                                    "target": {"type": "string"},
+                                    "duration_s": {"type": "number", "exclusiveMinimum": 0},
+                                    "params": {"type": "object"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": {"description": "live", "content": {"application/json": {"schema": _FAULT}}},
+                    "400": _ERR,
+                    "401": _ERR,
+                    "409": _ERR,
+                    "502": _ERR,
+                },
+            },
+            "delete": {
+                "summary": "Revert every fault",
+                "security": _SEC,
+                "responses": {"200": {"description": "reverted"}, "401": _ERR},
+            },
         },
-        "/v1/faults/{id}": {"delete": {
-            "summary": "Revert one fault", "security": _SEC,
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "reverted"}, "401": _ERR, "404": _ERR}}},
-        "/v1/backends": {"get": {"summary": "Which backend serves each fault kind on this machine",
-                                 "responses": {"200": {"description": "kind -> backend"}}}},
-        "/healthz": {"get": {"summary": "Ready once the backends are probed",
-                             "responses": {"200": {"description": "ready"}, "503": _ERR}}},
+        "/v1/faults/{id}": {
+            "delete": {
+                "summary": "Revert one fault",
+                "security": _SEC,
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "reverted"}, "401": _ERR, "404": _ERR},
+            }
+        },
+        "/v1/backends": {
+            "get": {
+                "summary": "Which backend serves each fault kind on this machine",
+                "responses": {"200": {"description": "kind -> backend"}},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Ready once the backends are probed",
+                "responses": {"200": {"description": "ready"}, "503": _ERR},
+            }
+        },
     },
-}  # fmt: skip
+}

@@ -19,8 +19,16 @@ Family = Literal["net", "toxiproxy", "docker", "dns", "sip"]
 
 NET_KINDS: tuple[str, ...] = tuple(NetKind)
 TOXIC_KINDS = (
-    "latency", "bandwidth", "timeout", "reset_peer", "slow_close", "slicer", "limit_data", "proxy_down", "http_error",
-)  # fmt: skip
+    "latency",
+    "bandwidth",
+    "timeout",
+    "reset_peer",
+    "slow_close",
+    "slicer",
+    "limit_data",
+    "proxy_down",
+    "http_error",
+)
 DOCKER_KINDS = ("kill", "stop", "pause", "region_down", "partition", "control_plane_down")
 DNS_KINDS = ("dns_slow", "dns_servfail", "dns_drop", "dns_stale")
 SIP_KINDS = ("sip_503",)

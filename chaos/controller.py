@@ -53,11 +53,17 @@ class Active:
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         return {
-            "id": self.id, "kind": self.fault.kind, "family": self.fault.family, "target": self.fault.target,
-            "services": list(self.fault.services), "params": self.fault.params, "backend": self.backend,
-            "started_at": round(self.started_at, 3), "ends_at": round(self.ends_at, 3),
+            "id": self.id,
+            "kind": self.fault.kind,
+            "family": self.fault.family,
+            "target": self.fault.target,
+            "services": list(self.fault.services),
+            "params": self.fault.params,
+            "backend": self.backend,
+            "started_at": round(self.started_at, 3),
+            "ends_at": round(self.ends_at, 3),
             "remaining_s": round(max(0.0, self.ends_at - now), 1),
-        }  # fmt: skip
+        }
 
 
 class Controller:
@@ -106,9 +112,13 @@ class Controller:
         backends = {kind: FIXED_BACKENDS[fam] for kind, fam in FAMILIES.items() if fam != "net"}
         anchor = self.container("dns")
         out = self.docker.containers.run(
-            wardens.IMAGE, ["python", "-m", "chaos.net.warden", "probe", "--json"], remove=True,
-            network_mode=f"container:{anchor.id}", cap_add=["NET_ADMIN"], labels={"wobble.chaos.probe": "1"},
-        )  # fmt: skip
+            wardens.IMAGE,
+            ["python", "-m", "chaos.net.warden", "probe", "--json"],
+            remove=True,
+            network_mode=f"container:{anchor.id}",
+            cap_add=["NET_ADMIN"],
+            labels={"wobble.chaos.probe": "1"},
+        )
         net = json.loads(out.decode().strip().splitlines()[-1])
         backends.update({k: str(v) for k, v in net.items() if k in FAMILIES})
         return backends
@@ -129,9 +139,15 @@ class Controller:
             fid = c.labels.get(wardens.LABEL, "?")
             await asyncio.to_thread(self._stop_warden, c, fid)
             cleaned.append(fid)
-            _event(events.FaultReconciled, {"id": fid, "kind": c.labels.get("wobble.chaos.kind"),
-                                                "target": c.labels.get("wobble.chaos.target"),
-                                                "mono": time.monotonic()})  # fmt: skip
+            _event(
+                events.FaultReconciled,
+                {
+                    "id": fid,
+                    "kind": c.labels.get("wobble.chaos.kind"),
+                    "target": c.labels.get("wobble.chaos.target"),
+                    "mono": time.monotonic(),
+                },
+            )
         for fid in lease.list_leases(self.lease_dir):
             lease.remove_lease(self.lease_dir, fid)
         return cleaned
@@ -201,8 +217,15 @@ class Controller:
         ends_at = now + fault.duration_s
         lease.write_lease(self.lease_dir, fid, expires_at=now + self.ttl_s, ends_at=ends_at)
         backend = self.backends.get(fault.kind, FIXED_BACKENDS.get(fault.family, fault.family))
-        base = {"id": fid, "kind": fault.kind, "target": fault.target, "params": fault.params, "backend": backend,
-                "services": list(fault.services), "duration_s": fault.duration_s}  # fmt: skip
+        base = {
+            "id": fid,
+            "kind": fault.kind,
+            "target": fault.target,
+            "params": fault.params,
+            "backend": backend,
+            "services": list(fault.services),
+            "duration_s": fault.duration_s,
+        }
         _event(events.FaultInvoke, {**base, "mono": time.monotonic()})
         opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project)
         container = self.docker.containers.run(wardens.IMAGE, wardens.command(fault, fid), **opts)

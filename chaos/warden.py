@@ -170,10 +170,11 @@ class SteeringDnsDriver:
 
     def _post(self, body: dict[str, Any] | None) -> None:
         req = urllib.request.Request(
-            f"{self.url}/v1/chaos/dns", method="POST" if body else "DELETE",
+            f"{self.url}/v1/chaos/dns",
+            method="POST" if body else "DELETE",
             data=json.dumps(body).encode() if body else None,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(req, timeout=3) as resp:
             resp.read()
 

@@ -56,11 +56,15 @@ def run_options(fault: Fault, fault_id: str, host_var: str, anchor: Any, project
     opts: dict[str, Any] = {
         "name": warden_name(fault_id),
         "detach": True,
-        "labels": {LABEL: fault_id, "wobble.chaos.kind": fault.kind, "wobble.chaos.target": fault.target,
-                   "wobble.chaos.project": project},
+        "labels": {
+            LABEL: fault_id,
+            "wobble.chaos.kind": fault.kind,
+            "wobble.chaos.target": fault.target,
+            "wobble.chaos.project": project,
+        },
         "environment": {"WOBBLE_PROJECT": project, "WOBBLE_FAULT_TARGET": fault.target},
         "stop_signal": "SIGTERM",
-    }  # fmt: skip
+    }
     if fault.family in ("docker", "sip"):  # crashes and the SBC's htable: through the docker API
         volumes[DOCKER_SOCK] = {"bind": DOCKER_SOCK, "mode": "rw"}
         opts["network_mode"] = "none"

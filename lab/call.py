@@ -174,9 +174,24 @@ def run_caller(
     """Run one call in the caller container; its record is the last line it prints."""
     invoke = schema.invoke_record(None, call_id, time.time(), target, chosen_by, None, hold_s)
     events.append(events.CallInvoke.of(invoke), paths.EVENTS)
-    cmd = ["python", "-m", "agents.caller", "--target", target, "--hold", str(hold_s), "--call-id", call_id,
-           "--local-port", str(local_port), "--timeout", str(timeout_s),
-           "--response-timeout", str(response_timeout_s), "--json"]  # fmt: skip
+    cmd = [
+        "python",
+        "-m",
+        "agents.caller",
+        "--target",
+        target,
+        "--hold",
+        str(hold_s),
+        "--call-id",
+        call_id,
+        "--local-port",
+        str(local_port),
+        "--timeout",
+        str(timeout_s),
+        "--response-timeout",
+        str(response_timeout_s),
+        "--json",
+    ]
     log.info("calling %s as %s, hold %.1f s", target, call_id, hold_s)
     code, out, err = dockerctl.exec_run("caller", cmd)
     for line in err.decode(errors="replace").splitlines():
@@ -200,9 +215,16 @@ def report_evidence(record: dict[str, Any]) -> None:
     if not region:
         return
     try:
-        steering_client.request("/v1/evidence", {"region": region, "ok": record["final_code"] == 200,
-                                                 "t": record.get("answered_at") or time.time(),
-                                                 "source": "wobble-call"}, timeout=1.0)  # fmt: skip
+        steering_client.request(
+            "/v1/evidence",
+            {
+                "region": region,
+                "ok": record["final_code"] == 200,
+                "t": record.get("answered_at") or time.time(),
+                "source": "wobble-call",
+            },
+            timeout=1.0,
+        )
     except WobbleError as exc:
         log.debug("evidence not reported: %s", exc)
 

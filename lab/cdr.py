@@ -9,9 +9,25 @@ from pathlib import Path
 
 # cdr_csv's fixed columns; with loguniqueid and loguserfield two more follow amaflags.
 COLUMNS = (
-    "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
-    "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid", "userfield",
-)  # fmt: skip
+    "accountcode",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "amaflags",
+    "uniqueid",
+    "userfield",
+)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,26 @@ IMAGES = ("wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx
 #: Health states that count as ready (`running`: a service without a health check).
 READY = ("healthy", "running")
 SERVICES = (
-    "dns", "media-a", "media-b", "pbx-a", "pbx-b", "sbc-a", "sbc-b", "agents-a", "agents-b", "caller",
-    "steering", "config-api", "idp", "crm", "toxiproxy", "chaos", "db-a", "db-b", "records-exporter",
-)  # fmt: skip
+    "dns",
+    "media-a",
+    "media-b",
+    "pbx-a",
+    "pbx-b",
+    "sbc-a",
+    "sbc-b",
+    "agents-a",
+    "agents-b",
+    "caller",
+    "steering",
+    "config-api",
+    "idp",
+    "crm",
+    "toxiproxy",
+    "chaos",
+    "db-a",
+    "db-b",
+    "records-exporter",
+)
 
 
 def compose(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
@@ -80,9 +97,11 @@ def wait_healthy(timeout_s: float) -> None:
             logs = dockerctl.last_logs(container) if container is not None else ""
             last = logs.strip().splitlines()[-1:] or ["(no logs)"]
             raise HealthTimeout(
-                name, timeout_s - max(0.0, deadline - time.monotonic()), logs,
+                name,
+                timeout_s - max(0.0, deadline - time.monotonic()),
+                logs,
                 hint=f"last log line: {last[0][:200]}; see `docker logs wobble-{name}-1`",
-            )  # fmt: skip
+            )
         time.sleep(0.5)
 
 

@@ -52,9 +52,15 @@ def _interrupt(container_id: str, run_id: str) -> None:
 
 
 def run_load(
-    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int | None = None,
-    seed: int | None = None, arrivals: str = "constant", extra: list[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    cps: float,
+    duration: float,
+    steer: str = "http",
+    hold_mean: float = 10.0,
+    max_concurrent: int | None = None,
+    seed: int | None = None,
+    arrivals: str = "constant",
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     if max_concurrent is None:
         max_concurrent = default_max_concurrent(cps, hold_mean)
     ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
@@ -62,9 +68,24 @@ def run_load(
 
     container = dockerctl.service_container("caller")
     run_id = "r" + uuid.uuid4().hex[:10]
-    cmd = ["python", "-m", "agents.load", "--cps", str(cps), "--duration", str(duration), "--run-id", run_id,
-           "--hold-mean", str(hold_mean), "--max-concurrent", str(max_concurrent), "--arrivals", arrivals,
-           "--json"]  # fmt: skip
+    cmd = [
+        "python",
+        "-m",
+        "agents.load",
+        "--cps",
+        str(cps),
+        "--duration",
+        str(duration),
+        "--run-id",
+        run_id,
+        "--hold-mean",
+        str(hold_mean),
+        "--max-concurrent",
+        str(max_concurrent),
+        "--arrivals",
+        arrivals,
+        "--json",
+    ]
     if steer.startswith("region-"):
         try:
             cmd += ["--target", Topology.default().region(steer).sip_uri]
@@ -77,8 +98,9 @@ def run_load(
         cmd += ["--seed", str(seed)]
     cmd += extra or []
     log.info("load run %s: %.1f CPS for %.0f s, steering %s", run_id, cps, duration, steer)
-    proc = subprocess.Popen(["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE, stderr=sys.stderr,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE, stderr=sys.stderr, text=True
+    )
     # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does, with its summary.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

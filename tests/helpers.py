@@ -12,16 +12,18 @@ from core import events
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
-    """Poll `predicate` until it returns something truthy, and return that; after `timeout` seconds
-    fail the test with AssertionError naming `what` was waited for (and the last value seen)."""
+def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str], every: float = 0.05) -> T:
+    """Poll `predicate` every `every` seconds until it returns something truthy, and return that;
+    after `timeout` seconds fail the test with an AssertionError saying what was waited for (`what`,
+    or what it returns then: the state worth seeing) and the predicate's last value."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {said} (last: {value!r})")
         time.sleep(every)
 
 

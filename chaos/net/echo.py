@@ -235,8 +235,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return 0
     host, _, port = args.to.rpartition(":")
-    report = measure(host, int(port), args.count, args.pps, args.size, args.prefix.encode(), args.linger,
-                     args.baseline_ms, args.src_port)  # fmt: skip
+    report = measure(
+        host,
+        int(port),
+        args.count,
+        args.pps,
+        args.size,
+        args.prefix.encode(),
+        args.linger,
+        args.baseline_ms,
+        args.src_port,
+    )
     out = asdict(report)
     if not args.rtts:
         out.pop("rtts_ms")

@@ -116,10 +116,11 @@ def capabilities(notes: list[str] | None = None) -> dict[str, bool]:
             hook_dev = dev if caps["ifb"] else next(iter(interfaces()), "")
             if hook_dev:
                 caps["nft_egress"] = attempt(
-                    "nft_egress", ["nft", "-f", "-"],
+                    "nft_egress",
+                    ["nft", "-f", "-"],
                     f'add chain netdev {table} e {{ type filter hook egress device "{hook_dev}" priority 0; '
                     "policy accept; }\n",
-                )  # fmt: skip
+                )
             _run(["nft", "delete", "table", "netdev", table])
         chain = f"WOBBLE_PROBE_{tag}"
         ipt = (

@@ -368,10 +368,14 @@ def _nft(fault: NetFault, ifaces: tuple[str, ...], fid: str) -> tuple[tuple[Cmd,
 def _nft_revert(fid: str, chains: list[str]) -> tuple[Cmd, ...]:
     t = f"{TABLE_FAMILY} {TABLE}"
     cmds = [
-        Cmd(("nft", "-f", "-"), f"nft: delete chain {c}", stdin=f"flush chain {t} {c}\ndelete chain {t} {c}\n",
-            ok_errors=NFT_MISSING)
+        Cmd(
+            ("nft", "-f", "-"),
+            f"nft: delete chain {c}",
+            stdin=f"flush chain {t} {c}\ndelete chain {t} {c}\n",
+            ok_errors=NFT_MISSING,
+        )
         for c in chains
-    ]  # fmt: skip
+    ]
     cmds.append(nft_table_gc(TABLE_FAMILY))
     return tuple(cmds)
 
@@ -429,9 +433,25 @@ def _nfqueue(
     revert: list[Cmd] = []
     for builtin, chain in jumps:
         revert.append(
-            Cmd(("iptables", "-w", "-t", "mangle", "-D", builtin, "-m", "comment", "--comment", comment(fid),
-                 "-j", chain), f"iptables: jump {builtin} -> {chain}", ok_errors=IPT_MISSING)
-        )  # fmt: skip
+            Cmd(
+                (
+                    "iptables",
+                    "-w",
+                    "-t",
+                    "mangle",
+                    "-D",
+                    builtin,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    comment(fid),
+                    "-j",
+                    chain,
+                ),
+                f"iptables: jump {builtin} -> {chain}",
+                ok_errors=IPT_MISSING,
+            )
+        )
         revert += ipt_chain_delete(chain)
     return apply, tuple(revert)
 
@@ -497,19 +517,60 @@ def _tc_dev_apply(dev: str, fault: NetFault, fid: str, backend: str) -> list[Cmd
     cls = f"{HTB_MAJOR}:{minor:x}"
     rate, leaf = _leaf(fault, backend)
     cmds = [
-        Cmd(("tc", "qdisc", "add", "dev", dev, "root", "handle", f"{HTB_MAJOR}:", "htb"),
+        Cmd(
+            ("tc", "qdisc", "add", "dev", dev, "root", "handle", f"{HTB_MAJOR}:", "htb"),
             f"tc: htb root on {dev}",
-            when=(Check(("tc", "qdisc", "show", "dev", dev, "root"), rf"\bhtb {HTB_MAJOR}:", False),)),
-        Cmd(("tc", "class", "add", "dev", dev, "parent", f"{HTB_MAJOR}:", "classid", cls, "htb", "rate", rate,
-             "ceil", rate, "quantum", "1514"), f"tc: class {cls} on {dev}"),
-        Cmd(("tc", "qdisc", "add", "dev", dev, "parent", cls, "handle", f"{minor:x}:", *leaf),
-            f"tc: {leaf[0]} under {cls} on {dev}"),
-    ]  # fmt: skip
+            when=(Check(("tc", "qdisc", "show", "dev", dev, "root"), rf"\bhtb {HTB_MAJOR}:", False),),
+        ),
+        Cmd(
+            (
+                "tc",
+                "class",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                f"{HTB_MAJOR}:",
+                "classid",
+                cls,
+                "htb",
+                "rate",
+                rate,
+                "ceil",
+                rate,
+                "quantum",
+                "1514",
+            ),
+            f"tc: class {cls} on {dev}",
+        ),
+        Cmd(
+            ("tc", "qdisc", "add", "dev", dev, "parent", cls, "handle", f"{minor:x}:", *leaf),
+            f"tc: {leaf[0]} under {cls} on {dev}",
+        ),
+    ]
     for sel in _u32_selectors(fault):
         cmds.append(
-            Cmd(("tc", "filter", "add", "dev", dev, "parent", f"{HTB_MAJOR}:", "protocol", "ip", "prio", str(minor),
-                 "u32", *sel, "flowid", cls), f"tc: filter prio {minor} -> {cls} on {dev}")
-        )  # fmt: skip
+            Cmd(
+                (
+                    "tc",
+                    "filter",
+                    "add",
+                    "dev",
+                    dev,
+                    "parent",
+                    f"{HTB_MAJOR}:",
+                    "protocol",
+                    "ip",
+                    "prio",
+                    str(minor),
+                    "u32",
+                    *sel,
+                    "flowid",
+                    cls,
+                ),
+                f"tc: filter prio {minor} -> {cls} on {dev}",
+            )
+        )
     return cmds
 
 
@@ -518,11 +579,14 @@ def tc_dev_revert(dev: str, fid: str) -> list[Cmd]:
     minor = tc_minor(fid)
     cls = f"{HTB_MAJOR}:{minor:x}"
     return [
-        Cmd(("tc", "filter", "del", "dev", dev, "parent", f"{HTB_MAJOR}:", "protocol", "ip", "prio", str(minor)),
-            f"tc: filters prio {minor} on {dev}", ok_errors=TC_MISSING),
+        Cmd(
+            ("tc", "filter", "del", "dev", dev, "parent", f"{HTB_MAJOR}:", "protocol", "ip", "prio", str(minor)),
+            f"tc: filters prio {minor} on {dev}",
+            ok_errors=TC_MISSING,
+        ),
         Cmd(("tc", "class", "del", "dev", dev, "classid", cls), f"tc: class {cls} on {dev}", ok_errors=TC_MISSING),
         htb_root_gc(dev),
-    ]  # fmt: skip
+    ]
 
 
 def htb_root_gc(dev: str) -> Cmd:
@@ -540,16 +604,47 @@ def htb_root_gc(dev: str) -> Cmd:
 def _ifb_apply(dev: str) -> list[Cmd]:
     ifb = ifb_name(dev)
     return [
-        Cmd(("ip", "link", "add", ifb, "type", "ifb"), f"ip: ifb {ifb} for {dev} ingress",
-            when=(Check(("ip", "link", "show", "dev", ifb), rf"\b{ifb}\b", False),)),
+        Cmd(
+            ("ip", "link", "add", ifb, "type", "ifb"),
+            f"ip: ifb {ifb} for {dev} ingress",
+            when=(Check(("ip", "link", "show", "dev", ifb), rf"\b{ifb}\b", False),),
+        ),
         Cmd(("ip", "link", "set", "dev", ifb, "up"), f"ip: {ifb} up"),
-        Cmd(("tc", "qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"), f"tc: ingress qdisc on {dev}",
-            when=(Check(("tc", "qdisc", "show", "dev", dev, "ingress"), r"\bingress ffff:", False),)),
-        Cmd(("tc", "filter", "add", "dev", dev, "parent", "ffff:", "protocol", "ip", "prio", str(REDIRECT_PREF),
-             "u32", "match", "ip", "protocol", "17", "0xff", "action", "mirred", "egress", "redirect", "dev", ifb),
+        Cmd(
+            ("tc", "qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"),
+            f"tc: ingress qdisc on {dev}",
+            when=(Check(("tc", "qdisc", "show", "dev", dev, "ingress"), r"\bingress ffff:", False),),
+        ),
+        Cmd(
+            (
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "ffff:",
+                "protocol",
+                "ip",
+                "prio",
+                str(REDIRECT_PREF),
+                "u32",
+                "match",
+                "ip",
+                "protocol",
+                "17",
+                "0xff",
+                "action",
+                "mirred",
+                "egress",
+                "redirect",
+                "dev",
+                ifb,
+            ),
             f"tc: redirect {dev} ingress UDP -> {ifb}",
-            when=(Check(("tc", "filter", "show", "dev", dev, "ingress"), rf"\b{ifb}\b", False),)),
-    ]  # fmt: skip
+            when=(Check(("tc", "filter", "show", "dev", dev, "ingress"), rf"\b{ifb}\b", False),),
+        ),
+    ]
 
 
 def ifb_gc(dev: str) -> list[Cmd]:
@@ -557,14 +652,23 @@ def ifb_gc(dev: str) -> list[Cmd]:
     ifb = ifb_name(dev)
     unused = Check(("tc", "class", "show", "dev", ifb), rf"class htb {HTB_MAJOR}:", False)
     return [
-        Cmd(("tc", "filter", "del", "dev", dev, "parent", "ffff:", "protocol", "ip", "prio", str(REDIRECT_PREF)),
-            f"tc: redirect {dev} -> {ifb}", when=(unused,), ok_errors=TC_MISSING),
+        Cmd(
+            ("tc", "filter", "del", "dev", dev, "parent", "ffff:", "protocol", "ip", "prio", str(REDIRECT_PREF)),
+            f"tc: redirect {dev} -> {ifb}",
+            when=(unused,),
+            ok_errors=TC_MISSING,
+        ),
         Cmd(("ip", "link", "del", "dev", ifb), f"ip: ifb {ifb}", when=(unused,), ok_errors=TC_MISSING),
-        Cmd(("tc", "qdisc", "del", "dev", dev, "ingress"), f"tc: ingress qdisc on {dev} (no filter left)",
-            when=(Check(("tc", "qdisc", "show", "dev", dev, "ingress"), r"\bingress ffff:", True),
-                  Check(("tc", "filter", "show", "dev", dev, "ingress"), r"\bfilter\b", False)),
-            ok_errors=TC_MISSING),
-    ]  # fmt: skip
+        Cmd(
+            ("tc", "qdisc", "del", "dev", dev, "ingress"),
+            f"tc: ingress qdisc on {dev} (no filter left)",
+            when=(
+                Check(("tc", "qdisc", "show", "dev", dev, "ingress"), r"\bingress ffff:", True),
+                Check(("tc", "filter", "show", "dev", dev, "ingress"), r"\bfilter\b", False),
+            ),
+            ok_errors=TC_MISSING,
+        ),
+    ]
 
 
 def _tc(fault: NetFault, ifaces: tuple[str, ...], fid: str, backend: str) -> tuple[tuple[Cmd, ...], tuple[Cmd, ...]]:
@@ -636,8 +740,10 @@ def cleanup_commands(
     # nft
     families = re.findall(rf"^table (\w+) {TABLE}$", nft_tables, re.MULTILINE)
     if fault_id is None:
-        cmds += [Cmd(("nft", "delete", "table", fam, TABLE), f"nft: table {fam} {TABLE}", ok_errors=NFT_MISSING)
-                 for fam in families]  # fmt: skip
+        cmds += [
+            Cmd(("nft", "delete", "table", fam, TABLE), f"nft: table {fam} {TABLE}", ok_errors=NFT_MISSING)
+            for fam in families
+        ]
         # What an interrupted probe may have left (chaos.net.probe).
         for fam, name in re.findall(r"^table (\w+) (wobble_probe_\w+)$", nft_tables, re.MULTILINE):
             cmds.append(Cmd(("nft", "delete", "table", fam, name), f"nft: table {fam} {name}", ok_errors=NFT_MISSING))
@@ -654,20 +760,26 @@ def cleanup_commands(
     for dev in [*real, *ifbs]:
         if fault_id is None:
             cmds.append(
-                Cmd(("tc", "qdisc", "del", "dev", dev, "root"), f"tc: htb root on {dev}",
+                Cmd(
+                    ("tc", "qdisc", "del", "dev", dev, "root"),
+                    f"tc: htb root on {dev}",
                     when=(Check(("tc", "qdisc", "show", "dev", dev, "root"), rf"\bhtb {HTB_MAJOR}:", True),),
-                    ok_errors=TC_MISSING)
-            )  # fmt: skip
+                    ok_errors=TC_MISSING,
+                )
+            )
         else:
             cmds += tc_dev_revert(dev, fault_id)
     for dev in real:
         ifb = ifb_name(dev)
         if fault_id is None:
             cmds.append(
-                Cmd(("tc", "qdisc", "del", "dev", dev, "ingress"), f"tc: ingress qdisc on {dev}",
-                    when=(Check(("tc", "filter", "show", "dev", dev, "ingress"), rf"\b{IFB_PREFIX}[0-9a-f]+\b",
-                                True),), ok_errors=TC_MISSING)
-            )  # fmt: skip
+                Cmd(
+                    ("tc", "qdisc", "del", "dev", dev, "ingress"),
+                    f"tc: ingress qdisc on {dev}",
+                    when=(Check(("tc", "filter", "show", "dev", dev, "ingress"), rf"\b{IFB_PREFIX}[0-9a-f]+\b", True),),
+                    ok_errors=TC_MISSING,
+                )
+            )
         if ifb in ifbs:
             cmds += ifb_gc(dev) if fault_id is not None else []
     if fault_id is None:

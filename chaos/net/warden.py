@@ -206,8 +206,13 @@ async def hold(
         if line is not None:
             line.close()
             s = line.stats
-            log.info("delay line: queued %d, dropped %d, duplicated %d, max held %d",
-                     s.queued, s.dropped, s.duplicated, s.max_held)  # fmt: skip
+            log.info(
+                "delay line: queued %d, dropped %d, duplicated %d, max held %d",
+                s.queued,
+                s.dropped,
+                s.duplicated,
+                s.max_held,
+            )
         if plan is not None:
             record_revert(fault, fault_id, backend, reason, failures)
         if failures:
@@ -223,8 +228,15 @@ def record_revert(fault: NetFault, fault_id: str, backend: str, reason: str, fai
         return
     from core import events
 
-    record = {"id": fault_id, "fault": fault.kind, "target": settings.fault_target,
-              "backend": backend, "by": "warden", "reason": reason, "mono": time.monotonic()}  # fmt: skip
+    record = {
+        "id": fault_id,
+        "fault": fault.kind,
+        "target": settings.fault_target,
+        "backend": backend,
+        "by": "warden",
+        "reason": reason,
+        "mono": time.monotonic(),
+    }
     try:
         if failures:
             events.append(events.FaultRevertFailed.of({**record, "error": "; ".join(failures)}))
@@ -353,8 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--id", required=True)
     a.add_argument("--lease-dir", required=True)
     a.add_argument("--ttl-check", type=float, default=0.2, help="seconds between lease polls")
-    a.add_argument("--backend", choices=sorted({b for bs in rules.BACKENDS.values() for b in bs}),
-                   help="skip the probe and use this backend")  # fmt: skip
+    a.add_argument(
+        "--backend",
+        choices=sorted({b for bs in rules.BACKENDS.values() for b in bs}),
+        help="skip the probe and use this backend",
+    )
     a.add_argument("--interfaces", help="comma-separated devices (default: every one but lo)")
     c = sub.add_parser("cleanup", help="remove wobble's network rules here (all, or one fault's)")
     c.add_argument("--id")

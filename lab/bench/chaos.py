@@ -46,8 +46,9 @@ def echo(count: int, pps: float, size: int = 160, port: int = ECHO_PORT, prefix:
     return report
 
 
-async def with_fault(chaos: ChaosClient, kind: str, target: str, measure: Callable[[], Awaitable[Any]],
-                     **params: Any) -> Any:  # fmt: skip
+async def with_fault(
+    chaos: ChaosClient, kind: str, target: str, measure: Callable[[], Awaitable[Any]], **params: Any
+) -> Any:
     t0 = time.monotonic()
     fault = await chaos.add(kind, target, 300, **params)
     APPLY.append(time.monotonic() - t0)
@@ -97,9 +98,13 @@ async def run() -> dict[str, Any]:
         r = await with_fault(chaos, "delay", SERVER, a(lambda: echo(500, 50)), ms=200)
         results["delay"] = {"asked_ms": 200, "measured_added_ms": round(r["rtt_p50_ms"] - base_ms, 2)}
         r = await with_fault(chaos, "delay", SERVER, a(lambda: echo(1000, 50)), ms=100, jitter_ms=30)
-        results["jitter"] = {"asked_ms": 100, "asked_jitter_ms": 30,
-                             "measured_added_ms": round(r["rtt_p50_ms"] - base_ms, 2),
-                             "measured_jitter_ms": r.get("jitter_ms"), "reorders": r.get("reorders")}  # fmt: skip
+        results["jitter"] = {
+            "asked_ms": 100,
+            "asked_jitter_ms": 30,
+            "measured_added_ms": round(r["rtt_p50_ms"] - base_ms, 2),
+            "measured_jitter_ms": r.get("jitter_ms"),
+            "reorders": r.get("reorders"),
+        }
         r = await with_fault(chaos, "loss", SERVER, a(lambda: echo(6000, 500)), pct=10)
         results["loss"] = {"asked_pct": 10, "measured_pct": r["loss_pct"], "packets": r["sent"]}
         r = await with_fault(chaos, "burst_loss", SERVER, a(lambda: echo(6000, 500)), p=5, r=45)

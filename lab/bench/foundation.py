@@ -24,8 +24,15 @@ from typing import Any
 from core import paths
 
 CALLS_PER_REGION = 3
-IMAGES = ["wobble/python:dev", "wobble/sbc:dev", "wobble/media:dev", "wobble/pbx:dev", "wobble/db:dev",
-          "debian:bookworm-slim", "debian:sid-slim"]  # fmt: skip
+IMAGES = [
+    "wobble/python:dev",
+    "wobble/sbc:dev",
+    "wobble/media:dev",
+    "wobble/pbx:dev",
+    "wobble/db:dev",
+    "debian:bookworm-slim",
+    "debian:sid-slim",
+]
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -36,8 +43,11 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def main() -> None:
-    results: dict[str, Any] = {"host": platform.node(), "cpus": __import__("os").cpu_count(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    results: dict[str, Any] = {
+        "host": platform.node(),
+        "cpus": __import__("os").cpu_count(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     subprocess.run(["make", "down"], cwd=paths.ROOT, check=False, capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="wobble-bench-"))
     clone = work / "wobble"
@@ -52,8 +62,13 @@ def main() -> None:
         pdds: list[float] = []
         for region in ("region-a", "region-b"):
             for _ in range(CALLS_PER_REGION):
-                proc = subprocess.run([str(clone / ".venv/bin/wobble"), "call", "--region", region, "--hold", "2",
-                                       "--json"], cwd=clone, capture_output=True, text=True, check=False)  # fmt: skip
+                proc = subprocess.run(
+                    [str(clone / ".venv/bin/wobble"), "call", "--region", region, "--hold", "2", "--json"],
+                    cwd=clone,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 rec = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
                 if rec.get("final_code") == 200:
                     setups.append(float(rec["setup_ms"]))

@@ -23,16 +23,30 @@ RESULTS = paths.ROOT / "bench" / "results" / "records.json"
 
 
 def _summary(r: dict[str, Any]) -> dict[str, Any]:
-    keep = ("load", "lag_before_kill", "committed", "rpo_records", "rpo_seconds", "predicted_in_window",
-            "lag_only_prediction", "acknowledged_lost", "commit_ms", "promote_s", "counts")  # fmt: skip
+    keep = (
+        "load",
+        "lag_before_kill",
+        "committed",
+        "rpo_records",
+        "rpo_seconds",
+        "predicted_in_window",
+        "lag_only_prediction",
+        "acknowledged_lost",
+        "commit_ms",
+        "promote_s",
+        "counts",
+    )
     return {k: r[k] for k in keep}
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     cfg = scenarios.rt_config()
-    out: dict[str, Any] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           "wan": cfg.wan.model_dump(), "lab": f"{cfg.project} (records only)"}  # fmt: skip
+    out: dict[str, Any] = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wan": cfg.wan.model_dump(),
+        "lab": f"{cfg.project} (records only)",
+    }
     try:
         a = scenarios.crash(cfg, "async")
         out["async"] = _summary(a)
@@ -43,15 +57,23 @@ def main() -> int:
         out["sync_commit_cost_ms"] = {
             "p50": round(ps - pa, 1) if pa is not None and ps is not None else None,
             "mean": round(s["commit_ms"]["mean"] - a["commit_ms"]["mean"], 1)
-            if a["commit_ms"]["mean"] is not None and s["commit_ms"]["mean"] is not None else None,
-        }  # fmt: skip
+            if a["commit_ms"]["mean"] is not None and s["commit_ms"]["mean"] is not None
+            else None,
+        }
         out["clean_stop"] = scenarios.clean_stop(cfg)
     finally:
         scenarios.down(cfg)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(json.dumps({"async_rpo_records": out["async"]["rpo_records"], "sync_rpo_records": out["sync"]["rpo_records"],
-                      "sync_commit_cost_ms": out["sync_commit_cost_ms"]}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "async_rpo_records": out["async"]["rpo_records"],
+                "sync_rpo_records": out["sync"]["rpo_records"],
+                "sync_commit_cost_ms": out["sync_commit_cost_ms"],
+            }
+        )
+    )
     return 0
 
 

@@ -21,8 +21,12 @@ from lab.cli.fault import fault_app
 from lab.cli.records import records_app
 from lab.steering import client as steering_client
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Wobble Lab: a two-region SIP/RTP contact center to break on purpose.")  # fmt: skip
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Wobble Lab: a two-region SIP/RTP contact center to break on purpose.",
+)
 
 
 @app.callback()

@@ -71,9 +71,18 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="The live fault as JSON on stdout.")] = False,
 ) -> None:
     """Apply a fault; exit 0 only once it is live, printing its id."""
-    given = {"pct": pct, "ms": ms, "jitter": jitter if kind != "delay" else None, "jitter_ms": None,
-             "kbit": kbit, "direction": direction, "match": match, "method": method, "status": status,
-             "network": network}  # fmt: skip
+    given = {
+        "pct": pct,
+        "ms": ms,
+        "jitter": jitter if kind != "delay" else None,
+        "jitter_ms": None,
+        "kbit": kbit,
+        "direction": direction,
+        "match": match,
+        "method": method,
+        "status": status,
+        "network": network,
+    }
     if kind == "delay" and jitter is not None:
         given["jitter_ms"] = jitter  # the network delay line names it jitter_ms
     try:

@@ -65,9 +65,12 @@ class CrmMetrics:
             "wobble_crm_requests_total", "Requests by endpoint and status", ["endpoint", "code"], registry=self.registry
         )
         self.latency = Histogram(
-            "wobble_crm_request_latency_seconds", "Time to answer", ["endpoint"], registry=self.registry,
+            "wobble_crm_request_latency_seconds",
+            "Time to answer",
+            ["endpoint"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-        )  # fmt: skip
+        )
 
 
 METRICS: web.AppKey[CrmMetrics] = web.AppKey("crm_metrics", CrmMetrics)

@@ -43,9 +43,11 @@ class IdpState:
     def __post_init__(self) -> None:
         self.logins = Counter("wobble_idp_logins_total", "Login attempts by result", ["result"], registry=self.registry)
         self.login_latency = Histogram(
-            "wobble_idp_login_latency_seconds", "Time to answer a login", registry=self.registry,
+            "wobble_idp_login_latency_seconds",
+            "Time to answer a login",
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-        )  # fmt: skip
+        )
         self.verifies = Counter(
             "wobble_idp_verifies_total", "Verifications by result", ["result"], registry=self.registry
         )

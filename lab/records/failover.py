@@ -55,8 +55,13 @@ def promote(cfg: RecordsConfig, lost: str, force: bool = False) -> dict[str, Any
         # target on one timeline and says "no rewind required" (then the rebuilt standby diverges).
         conn.execute("CHECKPOINT")
         (lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text AS lsn").fetchall()
-    return {"region": lost, "promoted_in": survivor, "already": False, "lsn": lsn["lsn"],
-            "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    return {
+        "region": lost,
+        "promoted_in": survivor,
+        "already": False,
+        "lsn": lsn["lsn"],
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def _proxy_listen(cfg: RecordsConfig, proxy: str) -> tuple[str, int]:
@@ -69,9 +74,11 @@ def _proxy_listen(cfg: RecordsConfig, proxy: str) -> tuple[str, int]:
 
 def _counts(cfg: RecordsConfig, ep: db.Endpoint) -> dict[str, int]:
     (row,) = db.query(
-        cfg, ep, "SELECT (SELECT count(*) FROM cdr) AS cdr, (SELECT count(*) FROM recordings) AS recordings, "
-        "(SELECT count(*) FROM cel) AS cel"
-    )  # fmt: skip
+        cfg,
+        ep,
+        "SELECT (SELECT count(*) FROM cdr) AS cdr, (SELECT count(*) FROM recordings) AS recordings, "
+        "(SELECT count(*) FROM cel) AS cel",
+    )
     return {k: int(v) for k, v in row.items()}
 
 
@@ -122,10 +129,15 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0, salvage: b
     while True:
         try:
             (src,) = db.query(cfg, source, "SELECT pg_current_wal_lsn()::text AS lsn")
-            (dst,) = db.query(cfg, target, "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r, "
-                              "(SELECT received_tli FROM pg_stat_wal_receiver) AS tli")  # fmt: skip
-            (cmp,) = db.query(cfg, source, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) AS d",
-                              (src["lsn"], dst["lsn"] or "0/0"))  # fmt: skip
+            (dst,) = db.query(
+                cfg,
+                target,
+                "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS r, "
+                "(SELECT received_tli FROM pg_stat_wal_receiver) AS tli",
+            )
+            (cmp,) = db.query(
+                cfg, source, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) AS d", (src["lsn"], dst["lsn"] or "0/0")
+            )
             # Caught up on the promoted timeline (an unrewound old primary is "ahead" on the old one).
             if dst["r"] and dst["tli"] == tli["timeline_id"] and float(cmp["d"]) <= 0:
                 break
@@ -138,9 +150,16 @@ def resync(cfg: RecordsConfig, region: str, timeout_s: float = 300.0, salvage: b
     src_rows, dst_rows = _counts(cfg, source), _counts(cfg, target)
     if src_rows != dst_rows:
         raise OperationFailed(f"{region} rebuilt but its rows {dst_rows} differ from the promoted primary's {src_rows}")
-    return {"region": region, "standby_of": f"{peer} (promoted copy)", "method": method, "seconds": took,
-            "rewind_s": rewound_s, "salvaged": salvaged, "source_rows": src_rows,
-            "rebuilt_rows": dst_rows}  # fmt: skip
+    return {
+        "region": region,
+        "standby_of": f"{peer} (promoted copy)",
+        "method": method,
+        "seconds": took,
+        "rewind_s": rewound_s,
+        "salvaged": salvaged,
+        "source_rows": src_rows,
+        "rebuilt_rows": dst_rows,
+    }
 
 
 def set_mode(cfg: RecordsConfig, mode: Mode) -> dict[str, str]:
@@ -265,5 +284,10 @@ def failback(cfg: RecordsConfig, region: str, timeout_s: float = 300.0) -> dict[
     after_home, after_copy = _counts(cfg, home_ep), _counts(cfg, promoted)
     if not (before == after_home == after_copy):
         raise OperationFailed(f"failback of {region}: rows {before} before, home {after_home}, copy {after_copy}")
-    return {"region": region, "seconds": round(time.monotonic() - started, 3), "copy_rejoined_by":
-            found.group(1) if found else "unknown", "rows": after_home, "mode": cfg.mode}  # fmt: skip
+    return {
+        "region": region,
+        "seconds": round(time.monotonic() - started, 3),
+        "copy_rejoined_by": found.group(1) if found else "unknown",
+        "rows": after_home,
+        "mode": cfg.mode,
+    }

@@ -69,9 +69,14 @@ def run_sql(cfg: RecordsConfig, region: str, state: ServerState, sqls: list[str]
     image = state.container.attrs.get("Config", {}).get("Image") or "wobble/db:dev"
     try:
         out = dockerctl.client().containers.run(
-            image, ["groundtruth", *sqls], volumes={state.volume: {"bind": "/src", "mode": "ro"}},
-            network_mode="none", remove=True, stdout=True, stderr=False,
-        )  # fmt: skip
+            image,
+            ["groundtruth", *sqls],
+            volumes={state.volume: {"bind": "/src", "mode": "ro"}},
+            network_mode="none",
+            remove=True,
+            stdout=True,
+            stderr=False,
+        )
     except ContainerError as exc:
         err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
         raise OperationFailed(f"reading {region}'s data directory failed: {err[-1] if err else exc}") from exc

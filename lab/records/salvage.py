@@ -10,11 +10,15 @@ from typing import Any
 from lab.records import db, groundtruth
 from lab.records.config import RecordsConfig
 
-CDR_COLS = ("calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, billsec, "
-            "disposition, amaflags, accountcode, uniqueid, userfield, peeraccount, linkedid, sequence")  # fmt: skip
-CEL_COLS = ("eventtype, eventtime, cid_name, cid_num, cid_ani, cid_rdnis, cid_dnid, exten, context, channame, "
-            "appname, appdata, amaflags, accountcode, peeraccount, uniqueid, linkedid, userfield, peer, "
-            "userdeftype, extra")  # fmt: skip
+CDR_COLS = (
+    "calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, billsec, "
+    "disposition, amaflags, accountcode, uniqueid, userfield, peeraccount, linkedid, sequence"
+)
+CEL_COLS = (
+    "eventtype, eventtime, cid_name, cid_num, cid_ani, cid_rdnis, cid_dnid, exten, context, channame, "
+    "appname, appdata, amaflags, accountcode, peeraccount, uniqueid, linkedid, userfield, peer, "
+    "userdeftype, extra"
+)
 REC_COLS = "call_id, region, bytes_hex, duration_s, sha256, created_at"
 
 DUMPS = (

@@ -173,8 +173,16 @@ def resync_after_crash(
 ) -> dict[str, Any]:
     """After `crash`: write to the promoted copy, bring region-a back (its home stays fenced),
     resync it by pg_rewind, and prove the rebuilt standby holds every row the promoted one has."""
-    promoted_cfg = cfg.model_copy(update={"regions": {**cfg.regions, ORIGIN: cfg.regions[ORIGIN].model_copy(
-        update={"host": cfg.regions[SURVIVOR].host, "home_port": cfg.regions[SURVIVOR].copy_port})}})  # fmt: skip
+    promoted_cfg = cfg.model_copy(
+        update={
+            "regions": {
+                **cfg.regions,
+                ORIGIN: cfg.regions[ORIGIN].model_copy(
+                    update={"host": cfg.regions[SURVIVOR].host, "home_port": cfg.regions[SURVIVOR].copy_port}
+                ),
+            }
+        }
+    )
     truth = groundtruth.read(cfg, ORIGIN, groundtruth.server_state(cfg, ORIGIN))
     w = writer.Writer(promoted_cfg, ORIGIN, rate=5.0, audio_s=1.0).start()
     time.sleep(more_s)
@@ -227,8 +235,12 @@ def clean_stop(cfg: RecordsConfig, seconds: float = 10.0, rate: float = 5.0, aud
     stop_s = time.monotonic() - t0
     with tempfile.TemporaryDirectory() as tmp:
         report = gather.run(cfg, SURVIVOR, None, event_log_of(w, Path(tmp) / "events.jsonl"))
-    return {"lag_before_stop": before.as_dict(), "stop_s": round(stop_s, 2), "committed": len(w.committed),
-            "counts": report.counts}  # fmt: skip
+    return {
+        "lag_before_stop": before.as_dict(),
+        "stop_s": round(stop_s, 2),
+        "committed": len(w.committed),
+        "counts": report.counts,
+    }
 
 
 def dumps(result: dict[str, Any]) -> str:

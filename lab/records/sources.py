@@ -16,9 +16,7 @@ from lab.records.reconcile import Cdr, Recording, Records
 # Only rows a lab call wrote carry its id in userfield (X-Wobble-Call).
 CDR_SQL = "SELECT userfield AS call_id, disposition, billsec FROM cdr WHERE userfield <> ''"
 # The checksum of the bytes is computed where they are, so only 64 hex digits travel.
-REC_SQL = (
-    "SELECT call_id, duration_s, sha256, encode(sha256(bytes), 'hex') AS actual_sha256 FROM recordings"
-)  # fmt: skip
+REC_SQL = "SELECT call_id, duration_s, sha256, encode(sha256(bytes), 'hex') AS actual_sha256 FROM recordings"
 META_SQL = "SELECT region, created_at FROM lab_meta"
 
 

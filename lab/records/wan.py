@@ -35,9 +35,13 @@ def toxics_for(profile: WanProfile) -> list[dict[str, Any]]:
             out.append({"name": f"{PREFIX}latency-{stream}", "type": "latency", "stream": stream, "attributes": attrs})
     if profile.rate_kbs:
         out.append(
-            {"name": f"{PREFIX}bandwidth", "type": "bandwidth", "stream": "downstream",
-             "attributes": {"rate": profile.rate_kbs}}
-        )  # fmt: skip
+            {
+                "name": f"{PREFIX}bandwidth",
+                "type": "bandwidth",
+                "stream": "downstream",
+                "attributes": {"rate": profile.rate_kbs},
+            }
+        )
     return out
 
 

@@ -51,8 +51,14 @@ class Writer:
     def _run(self) -> None:
         ep = db.home(self.cfg, self.region)
         try:
-            conn = psycopg.connect(host=ep.host, port=ep.port, dbname=db.DBNAME, user="postgres",
-                                   password=self.cfg.password, connect_timeout=3)  # fmt: skip
+            conn = psycopg.connect(
+                host=ep.host,
+                port=ep.port,
+                dbname=db.DBNAME,
+                user="postgres",
+                password=self.cfg.password,
+                connect_timeout=3,
+            )
         except psycopg.Error as exc:
             self.error = str(exc).strip()
             return
@@ -93,5 +99,6 @@ class Writer:
 
     def placed(self) -> list[PlacedCall]:
         """The records as reconcile's placed calls (answered; over when their commit returned)."""
-        return [PlacedCall(w.call_id, self.region, True, self.audio_s, w.t_start, w.t_start, w.t_commit)
-                for w in self.done]  # fmt: skip
+        return [
+            PlacedCall(w.call_id, self.region, True, self.audio_s, w.t_start, w.t_start, w.t_commit) for w in self.done
+        ]

@@ -87,8 +87,9 @@ class DnsChaos:
 class FaultyDnsProtocol(asyncio.DatagramProtocol, Generic[V]):
     """Steering's UDP DNS with the chaos switch in front of the answer function."""
 
-    def __init__(self, answer_fn: Callable[[DNSRecord, V], DNSRecord], view_fn: Callable[[], V],
-                 chaos: DnsChaos) -> None:  # fmt: skip
+    def __init__(
+        self, answer_fn: Callable[[DNSRecord, V], DNSRecord], view_fn: Callable[[], V], chaos: DnsChaos
+    ) -> None:
         self.answer_fn = answer_fn
         self.view_fn = view_fn
         self.chaos = chaos

@@ -114,8 +114,17 @@ async def dns_chaos(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _json_error(400, str(exc))
     steering.dns_chaos.set(fault, steering.dns_view())
-    return web.json_response({"fault": {"id": fault.id, "mode": fault.mode, "pct": fault.pct, "ms": fault.ms,
-                                        "expires_at": fault.expires_at}})  # fmt: skip
+    return web.json_response(
+        {
+            "fault": {
+                "id": fault.id,
+                "mode": fault.mode,
+                "pct": fault.pct,
+                "ms": fault.ms,
+                "expires_at": fault.expires_at,
+            }
+        }
+    )
 
 
 def make_app(steering: Steering, token: str) -> web.Application:
@@ -143,37 +152,111 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "Wobble Lab steering", "version": "1"},
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/v1/route": {"get": {"summary": "Region, SBC address and TTL for the next call",
-                              "responses": {"200": {"description": "route", "content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["region", "sbc", "port", "ttl"],
-                                  "properties": {"region": {"type": "string"}, "sbc": {"type": "string"},
-                                                 "port": {"type": "integer"}, "ttl": {"type": "integer"},
-                                                 "uri": {"type": "string"}, "state": {"type": "string"}}}}}}}}},
-        "/v1/state": {"get": {"summary": "Mode, configuration status and every region's state",
-                              "responses": {"200": {"description": "state", "content": {"application/json": {
-                                  "schema": {"type": "object", "required": ["mode", "config", "regions"]}}}}}}},
-        "/v1/failover": {"post": {"summary": "Operator: move traffic ({to}), approve a proposal ({approve}) or "
-                                             "hand routing back to the policy ({release})", "security": _TOKEN_SEC,
-                                  "requestBody": {"content": {"application/json": {"schema": _OBJ}}},
-                                  "responses": {"200": {"description": "done"}, "400": {"description": "bad body"},
-                                                "401": {"description": "missing or wrong token"},
-                                                "409": {"description": "nothing to approve"}}}},
-        "/v1/mode": {"post": {"summary": "Operator: set mode auto | confirm | manual", "security": _TOKEN_SEC,
-                              "requestBody": {"content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["mode"],
-                                  "properties": {"mode": {"enum": ["auto", "confirm", "manual"]}}}}}},
-                              "responses": {"200": {"description": "done"}, "400": {"description": "bad mode"},
-                                            "401": {"description": "missing or wrong token"}}}},
-        "/v1/probes": {"post": {"summary": "Probe results from another vantage point",
-                                "responses": {"200": {"description": "accepted"}}}},
-        "/v1/evidence": {"post": {"summary": "Outcome of a real call through a region",
-                                  "responses": {"200": {"description": "accepted"}}}},
-        "/v1/chaos/dns": {"post": {"summary": "Chaos: set the DNS fault (slow, servfail, drop, stale); lapses after "
-                                              "ttl_s unless renewed", "security": _TOKEN_SEC,
-                                   "responses": {"200": {"description": "set"}, "400": {"description": "bad body"},
-                                                 "401": {"description": "missing or wrong token"}}},
-                          "delete": {"summary": "Chaos: clear the DNS fault", "security": _TOKEN_SEC,
-                                     "responses": {"200": {"description": "cleared"}}}},
+        "/v1/route": {
+            "get": {
+                "summary": "Region, SBC address and TTL for the next call",
+                "responses": {
+                    "200": {
+                        "description": "route",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["region", "sbc", "port", "ttl"],
+                                    "properties": {
+                                        "region": {"type": "string"},
+                                        "sbc": {"type": "string"},
+                                        "port": {"type": "integer"},
+                                        "ttl": {"type": "integer"},
+                                        "uri": {"type": "string"},
+                                        "state": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/state": {
+            "get": {
+                "summary": "Mode, configuration status and every region's state",
+                "responses": {
+                    "200": {
+                        "description": "state",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["mode", "config", "regions"]}
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/failover": {
+            "post": {
+                "summary": "Operator: move traffic ({to}), approve a proposal ({approve}) or "
+                "hand routing back to the policy ({release})",
+                "security": _TOKEN_SEC,
+                "requestBody": {"content": {"application/json": {"schema": _OBJ}}},
+                "responses": {
+                    "200": {"description": "done"},
+                    "400": {"description": "bad body"},
+                    "401": {"description": "missing or wrong token"},
+                    "409": {"description": "nothing to approve"},
+                },
+            }
+        },
+        "/v1/mode": {
+            "post": {
+                "summary": "Operator: set mode auto | confirm | manual",
+                "security": _TOKEN_SEC,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["mode"],
+                                "properties": {"mode": {"enum": ["auto", "confirm", "manual"]}},
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {"description": "done"},
+                    "400": {"description": "bad mode"},
+                    "401": {"description": "missing or wrong token"},
+                },
+            }
+        },
+        "/v1/probes": {
+            "post": {
+                "summary": "Probe results from another vantage point",
+                "responses": {"200": {"description": "accepted"}},
+            }
+        },
+        "/v1/evidence": {
+            "post": {
+                "summary": "Outcome of a real call through a region",
+                "responses": {"200": {"description": "accepted"}},
+            }
+        },
+        "/v1/chaos/dns": {
+            "post": {
+                "summary": "Chaos: set the DNS fault (slow, servfail, drop, stale); lapses after ttl_s unless renewed",
+                "security": _TOKEN_SEC,
+                "responses": {
+                    "200": {"description": "set"},
+                    "400": {"description": "bad body"},
+                    "401": {"description": "missing or wrong token"},
+                },
+            },
+            "delete": {
+                "summary": "Chaos: clear the DNS fault",
+                "security": _TOKEN_SEC,
+                "responses": {"200": {"description": "cleared"}},
+            },
+        },
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
     },
-}  # fmt: skip
+}

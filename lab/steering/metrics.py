@@ -11,17 +11,24 @@ class SteeringMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.region_state = Gauge(
-            "wobble_steering_region_state", "1 for the region's current state", ["region", "state"],
+            "wobble_steering_region_state",
+            "1 for the region's current state",
+            ["region", "state"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.probe_latency = Histogram(
-            "wobble_steering_probe_latency_seconds", "SIP OPTIONS probe round trip", ["region", "vantage"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5), registry=self.registry,
-        )  # fmt: skip
-        self.probes = Counter(
-            "wobble_steering_probes_total", "Probes by result", ["region", "vantage", "result"],
+            "wobble_steering_probe_latency_seconds",
+            "SIP OPTIONS probe round trip",
+            ["region", "vantage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5),
             registry=self.registry,
-        )  # fmt: skip
+        )
+        self.probes = Counter(
+            "wobble_steering_probes_total",
+            "Probes by result",
+            ["region", "vantage", "result"],
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "wobble_steering_decisions_total", "Decisions by rule", ["region", "rule"], registry=self.registry
         )

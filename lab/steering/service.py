@@ -192,8 +192,13 @@ async def serve(steering: Steering, http_port: int, dns_port: int, token: str) -
     runner = web.AppRunner(make_app(steering, token), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", http_port).start()
-    log.info("steering: HTTP :%d, DNS :%d, %d regions, mode %s", http_port, dns_port, len(steering.cfg.regions),
-             steering.policy.mode)  # fmt: skip
+    log.info(
+        "steering: HTTP :%d, DNS :%d, %d regions, mode %s",
+        http_port,
+        dns_port,
+        len(steering.cfg.regions),
+        steering.policy.mode,
+    )
     loops = [steering.tick_loop(), steering.config_loop()]
     for r in steering.cfg.regions:
         loops += [steering.probe_loop(r), steering.pbx_loop(r)]

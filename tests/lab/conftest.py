@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import topology
 from lab import lifecycle
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WOBBLE = [sys.executable, "-m", "lab.cli"]
@@ -64,14 +64,14 @@ def agents_placement() -> dict[str, tuple[float, float]]:
 def wait_agents_home(count: int = 32, timeout: float = 90) -> None:
     """Until every region has `count` agents in service, none of them re-homed: a test that moved
     agents (a region out, a dead SBC) must not leave the next test a PBX with an empty queue."""
-    deadline = time.monotonic() + timeout
-    seen: dict[str, tuple[float, float]] | str = {}
-    while time.monotonic() < deadline:
+    seen: list[dict[str, tuple[float, float]] | str] = [{}]
+
+    def all_home() -> bool:
         try:
-            seen = agents_placement()
+            seen[0] = agents_placement()
         except OSError as exc:
-            seen = f"metrics unreadable: {exc}"
-        if isinstance(seen, dict) and all(n >= count and away == 0 for n, away in seen.values()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"agents not all home and in service after {timeout:.0f} s: {seen}")
+            seen[0] = f"metrics unreadable: {exc}"
+        placement = seen[0]
+        return isinstance(placement, dict) and all(n >= count and away == 0 for n, away in placement.values())
+
+    wait_until(all_home, timeout, lambda: f"every agent home and in service: {seen[0]}", every=0.5)

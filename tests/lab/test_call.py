@@ -47,11 +47,20 @@ def test_port_in_use_is_one_line_error(lab_up: None) -> None:
     # Hold a UDP port inside the caller container, then ask the caller to use it.
     holder = subprocess.Popen(
         # -i: the holder exits when its stdin closes, i.e. when this test kills the exec client
-        ["docker", "exec", "-i", "wobble-caller-1", "python", "-c",
-         "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5999)); "
-         "print('bound', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            "docker",
+            "exec",
+            "-i",
+            "wobble-caller-1",
+            "python",
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5999)); "
+            "print('bound', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
         proc = run_wobble("call", "--region", "region-a", "--hold", "1", "--local-port", "5999", "--json")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from core import dockerctl
+from tests.helpers import wait_until
 from tests.lab.conftest import last_json, run_wobble
 
 LEFTOVER = ("drop", "NFQUEUE", "statistic", "netem", "tbf", "htb", "wobble")
@@ -42,10 +43,22 @@ def netns_dump(service: str) -> str:
             proc = subprocess.run(["nsenter", "-t", pid, "-n", *cmd], capture_output=True, text=True, timeout=20)
         else:  # the host lacks the tool: the lab image has it
             proc = subprocess.run(
-                ["docker", "run", "--rm", f"--network=container:{c.id}", "--cap-add", "NET_ADMIN",
-                 "--entrypoint", cmd[0], "wobble/python:dev", *cmd[1:]],
-                capture_output=True, text=True, timeout=30,
-            )  # fmt: skip
+                [
+                    "docker",
+                    "run",
+                    "--rm",
+                    f"--network=container:{c.id}",
+                    "--cap-add",
+                    "NET_ADMIN",
+                    "--entrypoint",
+                    cmd[0],
+                    "wobble/python:dev",
+                    *cmd[1:],
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         out.append(proc.stdout)
     return "\n".join(out)
 
@@ -89,8 +102,8 @@ def test_backends_are_probed(clean_faults: None) -> None:
 
 def test_loss_shows_on_a_real_call_and_clears_without_trace(clean_faults: None) -> None:
     fid = fault_add("loss", "media-a", "60s", "--pct", "20")
-    listed = last_json(run_wobble("fault", "list", "--json").stdout)
-    assert [f["id"] for f in listed] == [fid]  # type: ignore[comparison-overlap]
+    listed: list[dict[str, Any]] = json.loads(run_wobble("fault", "list", "--json").stdout.strip().splitlines()[-1])
+    assert [f["id"] for f in listed] == [fid]
     assert leftovers("media-a"), "a live loss fault left no rule in media-a's namespace"
     call = run_wobble("call", "--region", "region-a", "--hold", "8", "--json")
     assert call.returncode == 0, call.stderr[-1500:]
@@ -107,9 +120,11 @@ def test_bad_input_is_refused_and_nothing_is_applied(clean_faults: None) -> None
         (["fault", "add", "loss", "--target", "media-z", "--for", "10s", "--pct", "5"], "media-z"),
         (["fault", "add", "loss", "--target", "media-a", "--for", "-5s", "--pct", "5"], "positive"),
         (["fault", "add", "loss", "--target", "media-a", "--for", "10s", "--pct", "150"], "pct"),
-        (["fault", "add", "loss", "--target", "media-a", "--for", "10s", "--pct", "5", "--backend", "ebpf"],
-         "unknown backend"),
-    ]  # fmt: skip
+        (
+            ["fault", "add", "loss", "--target", "media-a", "--for", "10s", "--pct", "5", "--backend", "ebpf"],
+            "unknown backend",
+        ),
+    ]
     for args, needle in cases:
         proc = run_wobble(*args)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -164,15 +179,21 @@ def test_kill_9_of_the_controller_reverts_everything_within_the_ttl(clean_faults
     assert leftovers("media-b") and leftovers("sbc-b") and toxics("idp")
     chaos = dockerctl.service_container("chaos")
     subprocess.run(["docker", "kill", "--signal", "KILL", chaos.id], check=True, capture_output=True)
-    time.sleep(TTL_S + 1.0)
     try:
+        # the leases lapse TTL_S after the controller's last renewal: the wardens revert by themselves
+        wait_until(
+            lambda: not leftovers("media-b") and not leftovers("sbc-b") and not toxics("idp"),
+            TTL_S + 10.0,
+            "the wardens to revert their faults once their leases lapsed",
+            every=0.5,
+        )
         assert leftovers("media-b") == []
         assert leftovers("sbc-b") == []
         assert container_of("crm").attrs["State"]["Paused"] is False
         assert toxics("idp") == []
     finally:
         subprocess.run(["docker", "start", chaos.id], check=True, capture_output=True)
-        deadline = time.monotonic() + 60
-        while dockerctl.health(chaos) != "healthy" and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(
+            lambda: dockerctl.health(chaos) == "healthy", 60, "the restarted chaos controller healthy", every=0.5
+        )
     assert json.loads(run_wobble("fault", "list", "--json").stdout) == []

@@ -22,8 +22,9 @@ def host_nameservers() -> list[str]:
 
 def run_in(service: str, code: str) -> subprocess.CompletedProcess[str]:
     # python is in the lab's Python image; the SBC image is probed with getent/bash instead
-    return subprocess.run(["docker", "exec", f"wobble-{service}-1", "python", "-c", code],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    return subprocess.run(
+        ["docker", "exec", f"wobble-{service}-1", "python", "-c", code], capture_output=True, text=True, timeout=30
+    )
 
 
 PYTHON_SERVICES = ["caller", "agents-a", "agents-b", "dns"]
@@ -106,7 +107,17 @@ def test_cannot_reach_host_resolver_or_gateway(lab_up: None, service: str) -> No
 @pytest.mark.parametrize("service", ["sbc-a", "sbc-b", "pbx-a", "media-b"])
 def test_non_python_services_have_no_route_out(lab_up: None, service: str) -> None:
     ip = (host_nameservers() or ["192.0.2.1"])[0]
-    proc = subprocess.run(["docker", "exec", f"wobble-{service}-1", "bash", "-c",
-                           f"timeout 3 bash -c 'echo > /dev/tcp/{ip}/53' && echo REACHED || echo blocked"],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        [
+            "docker",
+            "exec",
+            f"wobble-{service}-1",
+            "bash",
+            "-c",
+            f"timeout 3 bash -c 'echo > /dev/tcp/{ip}/53' && echo REACHED || echo blocked",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "blocked" in proc.stdout and "REACHED" not in proc.stdout

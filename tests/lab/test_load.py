@@ -10,8 +10,9 @@ from tests.lab.conftest import last_json, run_wobble
 
 
 def test_short_load_run_is_all_ok_and_every_invoke_completes(lab_up: None) -> None:
-    proc = run_wobble("load", "--cps", "2", "--duration", "12", "--hold-mean", "3", "--seed", "7", "--json",
-                      timeout=180)  # fmt: skip
+    proc = run_wobble(
+        "load", "--cps", "2", "--duration", "12", "--hold-mean", "3", "--seed", "7", "--json", timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = last_json(proc.stdout)
     assert summary["attempts"] == 24 and summary["ok"] == 24, summary
@@ -34,7 +35,10 @@ def test_short_load_run_is_all_ok_and_every_invoke_completes(lab_up: None) -> No
 
 
 def test_bad_load_input_is_one_line(lab_up: None) -> None:
-    for args, needle in ((["--cps", "0"], "--cps"), (["--steer", "smoke"], "--steer"),
-                         (["--steer", "region-q"], "unknown region")):  # fmt: skip
+    for args, needle in (
+        (["--cps", "0"], "--cps"),
+        (["--steer", "smoke"], "--steer"),
+        (["--steer", "region-q"], "unknown region"),
+    ):
         proc = run_wobble("load", *args, "--duration", "5")
         assert proc.returncode == 2 and needle in proc.stderr.strip().splitlines()[-1], proc.stderr

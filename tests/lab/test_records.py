@@ -21,7 +21,7 @@ import pytest
 from core import paths
 from lab.records import config
 from lab.records.lag import Lag, LagProbe
-from tests.helpers import logged
+from tests.helpers import logged, wait_until
 from tests.lab.conftest import ROOT, WOBBLE, last_json, run_wobble, wait_agents_home
 
 #: A slow WAN, so that real calls (a recording is 16 KB per second of talk) build a lag of seconds.
@@ -63,14 +63,14 @@ def test_a_call_answered_in_region_a_is_readable_in_region_b(lab_up: None) -> No
     since = time.time()
     rec = last_json(run_wobble("call", "--region", "region-a", "--hold", "3", "--json").stdout)
     assert rec["final_code"] == 200 and rec["region"] == "region-a", rec
-    deadline = time.monotonic() + 20
-    while True:
-        rc, report = reconcile("region-b", since)
-        mine = [r for r in report["records"] if r["call_id"] == rec["call_id"]]
-        if rc == 0 and report["counts"]["ok"] >= 1 and not mine:
-            break  # listed records are the problems; ours is not one, and one call is ok
-        assert time.monotonic() < deadline, report
-        time.sleep(1)
+    last: list[dict[str, Any]] = [{}]
+
+    def readable() -> bool:
+        rc, last[0] = reconcile("region-b", since)
+        mine = [r for r in last[0]["records"] if r["call_id"] == rec["call_id"]]
+        return rc == 0 and last[0]["counts"]["ok"] >= 1 and not mine  # listed records are the problems
+
+    wait_until(readable, 20, lambda: f"the call's records readable in region-b: {last[0]}", every=1)
 
 
 def test_async_region_loss_loses_what_the_lag_said_then_nothing_after_resync_and_failback(
@@ -79,9 +79,25 @@ def test_async_region_loss_loses_what_the_lag_said_then_nothing_after_resync_and
     ok("records", "mode", "async", "--json")
     ok("records", "wan", *SLOW_WAN, "--json")
     since = time.time()
-    load = subprocess.Popen([*WOBBLE, "load", "--cps", str(CPS), "--duration", "120", "--steer", "region-a",
-                             "--hold-mean", str(HOLD_MEAN), "--json"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    load = subprocess.Popen(
+        [
+            *WOBBLE,
+            "load",
+            "--cps",
+            str(CPS),
+            "--duration",
+            "120",
+            "--steer",
+            "region-a",
+            "--hold-mean",
+            str(HOLD_MEAN),
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     samples: list[tuple[float, Lag]] = []  # the lag, read every 0.2 s until the region is gone
     stop = threading.Event()
 
@@ -118,16 +134,20 @@ def test_async_region_loss_loses_what_the_lag_said_then_nothing_after_resync_and
     # What the lag said: every call that ended (its CDR committed, its recording a moment later)
     # after the standby's replay point and before the cut had not crossed.
     run = summary["run_id"]
-    ended = sorted(float(e["t_end"]) for e in logged(paths.EVENTS)
-                   if e.get("run_id") == run and e.get("kind") == "load_ok"
-                   and e.get("region") == "region-a")  # fmt: skip
+    ended = sorted(
+        float(e["t_end"])
+        for e in logged(paths.EVENTS)
+        if e.get("run_id") == run and e.get("kind") == "load_ok" and e.get("region") == "region-a"
+    )
     lag_s = float(lag.seconds or 0.0)
     predicted = sum(1 for t in ended if t_seen - lag_s < t <= t_cut)
     span = (ended[-1] - ended[0]) if len(ended) > 1 else LOAD_S
     one_second = max(1, round(len(ended) / span)) if span > 0 else 1
-    print(f"lag {lag_s:.2f} s ({lag.bytes} B) read {t_cut - t_seen:.2f} s before the cut, lost {lost}, "
-          f"predicted {predicted} +- {one_second}, "
-          f"promote {promoted.get('seconds')} s, counts {report['counts']}")  # fmt: skip
+    print(
+        f"lag {lag_s:.2f} s ({lag.bytes} B) read {t_cut - t_seen:.2f} s before the cut, lost {lost}, "
+        f"predicted {predicted} +- {one_second}, "
+        f"promote {promoted.get('seconds')} s, counts {report['counts']}"
+    )
     assert rc == 1 and lost > 0, report["counts"]
     assert abs(lost - predicted) <= one_second, (lost, predicted, one_second, lag)
     # The region comes back: its old primary rebuilt from the promoted copy (after salvaging the

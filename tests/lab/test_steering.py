@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from core import dockerctl, paths
+from core.topology import Topology
 from lab.steering import client
-from tests.helpers import logged
+from tests.helpers import logged, wait_until
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
@@ -22,18 +23,13 @@ def state() -> dict[str, Any]:
     return snap
 
 
-def wait_until(pred: Any, timeout: float, every: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
-
-
 def post(path: str, body: dict[str, Any], token: str | None) -> int:
-    req = urllib.request.Request(client.Topology.default().steering_url + path, data=json.dumps(body).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})  # fmt: skip
+    req = urllib.request.Request(
+        Topology.default().steering_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -52,7 +48,7 @@ def stopped(lab_up: None) -> Iterator[list[str]]:
         for c in dockerctl.lab_containers(all_states=True):
             if c.labels.get("com.docker.compose.service") == service:
                 c.start()
-    assert wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, 0.5)
+    wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, "every region UP", 0.5)
     wait_agents_home()
 
 
@@ -73,7 +69,7 @@ def test_operator_actions_need_the_token(lab_up: None) -> None:
 def test_openapi_and_metrics(lab_up: None) -> None:
     doc = client.request("/v1/openapi.json")
     assert {"/v1/route", "/v1/state", "/v1/failover", "/v1/mode"} <= set(doc["paths"])
-    with urllib.request.urlopen(client.Topology.default().steering_url + "/metrics", timeout=3) as resp:
+    with urllib.request.urlopen(Topology.default().steering_url + "/metrics", timeout=3) as resp:
         text = resp.read().decode()
     assert 'wobble_steering_region_state{region="region-a",state="UP"} 1.0' in text
     assert "wobble_steering_probe_latency_seconds_bucket" in text
@@ -84,7 +80,7 @@ def test_sbc_down_calls_follow_then_fail_back_after_hold(stopped: list[str]) -> 
     stopped.append("sbc-a")
     t0 = time.monotonic()
     sbc.stop(timeout=0)
-    assert wait_until(lambda: state()["regions"]["region-a"]["state"] == "DOWN", 4.0), state()
+    wait_until(lambda: state()["regions"]["region-a"]["state"] == "DOWN", 4.0, lambda: f"region-a DOWN: {state()}", 0.1)
     detected = time.monotonic() - t0
     assert client.request("/v1/route")["region"] == "region-b"
     assert client.srv_targets()[0].region == "region-b"
@@ -94,7 +90,7 @@ def test_sbc_down_calls_follow_then_fail_back_after_hold(stopped: list[str]) -> 
     down_since = state()["regions"]["region-a"]["since"]
     sbc.start()
     stopped.remove("sbc-a")
-    assert wait_until(lambda: state()["regions"]["region-a"]["state"] == "UP", 60, 0.2), state()
+    wait_until(lambda: state()["regions"]["region-a"]["state"] == "UP", 60, lambda: f"region-a UP: {state()}", 0.2)
     snap = state()
     hold = snap["regions"]["region-a"].get("hold_s", 0)
     assert snap["regions"]["region-a"]["since"] - down_since >= hold  # never back before the hold time
@@ -111,12 +107,12 @@ def test_config_api_down_keeps_routing_on_last_known_good(stopped: list[str]) ->
     api = dockerctl.service_container("config-api")
     stopped.append("config-api")
     api.stop(timeout=0)
-    assert wait_until(lambda: state()["config"] == "last-known-good", 5), state()
+    wait_until(lambda: state()["config"] == "last-known-good", 5, lambda: f"last-known-good: {state()}", 0.1)
     rec = last_json(run_wobble("call", "--hold", "1", "--json").stdout)
     assert rec["final_code"] == 200
     api.start()
     stopped.remove("config-api")
-    assert wait_until(lambda: state()["config"] == "live", 10), state()
+    wait_until(lambda: state()["config"] == "live", 10, lambda: f"the live config: {state()}", 0.1)
 
 
 def test_manual_mode_only_the_operator_moves_traffic(lab_up: None) -> None:

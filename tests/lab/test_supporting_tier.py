@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from core import dockerctl, paths
 from lab import lifecycle
-from tests.helpers import logged
+from tests.helpers import logged, wait_until
 from tests.lab.conftest import last_json, run_wobble, wait_agents_home
 
 
@@ -21,10 +20,7 @@ def stopped(lab_up: None) -> Iterator[list[str]]:
     for c in dockerctl.lab_containers(all_states=True):
         if c.labels.get("com.docker.compose.service") in names and c.status != "running":
             c.start()
-    deadline = time.monotonic() + 90
-    while not lifecycle.is_up():
-        assert time.monotonic() < deadline, "lab not healthy again after the test"
-        time.sleep(0.5)
+    wait_until(lifecycle.is_up, 90, "the lab healthy again after the test", every=0.5)
     wait_agents_home()
 
 
@@ -37,13 +33,17 @@ def test_idp_down_logged_in_agents_answer_new_logins_fail(stopped: list[str]) ->
     # a fresh agents container must log in again: it cannot, and says so in the event log
     stopped.append("agents-b")
     dockerctl.service_container("agents-b").restart(timeout=3)
-    deadline = time.monotonic() + 20
-    failed: list[dict[str, Any]] = []
-    while not failed and time.monotonic() < deadline:
-        failed = [e for e in logged(paths.EVENTS)
-                  if e.get("kind") == "agent_login" and e.get("ts", 0) > since and e.get("ok") is False]  # fmt: skip
-        time.sleep(0.5)
-    assert failed and failed[0]["agent"].startswith("b-") and failed[0]["error"]
+    failed = wait_until(
+        lambda: [
+            e
+            for e in logged(paths.EVENTS)
+            if e.get("kind") == "agent_login" and e.get("ts", 0) > since and e.get("ok") is False
+        ],
+        20,
+        "a failed agent_login of the restarted agents",
+        every=0.5,
+    )
+    assert failed[0]["agent"].startswith("b-") and failed[0]["error"]
 
 
 def test_crm_down_calls_answered_with_screen_pop_fallback(stopped: list[str]) -> None:

@@ -68,8 +68,11 @@ class Lab:
 
     def dump_b(self) -> str:
         """What the acceptance criterion reads: nft ruleset, iptables-save, tc qdisc show."""
-        out = [self.in_b("nft", "list", "ruleset", check=False), self.in_b("iptables-save", check=False),
-               self.in_b("tc", "qdisc", "show", check=False)]  # fmt: skip
+        out = [
+            self.in_b("nft", "list", "ruleset", check=False),
+            self.in_b("iptables-save", check=False),
+            self.in_b("tc", "qdisc", "show", check=False),
+        ]
         return "\n".join(out)
 
     def assert_clean(self) -> None:
@@ -83,10 +86,27 @@ class Lab:
         now = time.time()
         lease.write_lease(self.lease_dir, fid, expires_at=now + ttl_s, ends_at=now + 3600)
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.b, sys.executable, "-m", "chaos.net.warden", "apply", "--spec",
-             json.dumps(spec), "--id", fid, "--lease-dir", str(self.lease_dir), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.b,
+                sys.executable,
+                "-m",
+                "chaos.net.warden",
+                "apply",
+                "--spec",
+                json.dumps(spec),
+                "--id",
+                fid,
+                "--lease-dir",
+                str(self.lease_dir),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -102,19 +122,45 @@ class Lab:
         assert proc.returncode == 0, err
         return err
 
-    def echo(self, count: int, pps: float, size: int = 160, port: int = ECHO_PORT, prefix: str = "",
-             linger: float = 1.0) -> dict[str, Any]:  # fmt: skip
-        out = self.in_b(sys.executable, "-m", "chaos.net.echo", "client", "--to", f"{A_IP}:{port}", "--count",
-                        str(count), "--pps", str(pps), "--size", str(size), "--prefix", prefix, "--linger",
-                        str(linger), "--baseline-ms", str(self.baseline_ms), "--json")  # fmt: skip
+    def echo(
+        self, count: int, pps: float, size: int = 160, port: int = ECHO_PORT, prefix: str = "", linger: float = 1.0
+    ) -> dict[str, Any]:
+        out = self.in_b(
+            sys.executable,
+            "-m",
+            "chaos.net.echo",
+            "client",
+            "--to",
+            f"{A_IP}:{port}",
+            "--count",
+            str(count),
+            "--pps",
+            str(pps),
+            "--size",
+            str(size),
+            "--prefix",
+            prefix,
+            "--linger",
+            str(linger),
+            "--baseline-ms",
+            str(self.baseline_ms),
+            "--json",
+        )
         report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        print(f"echo {count}@{pps}pps: " + json.dumps({k: round(v, 2) if isinstance(v, float) else v
-                                                        for k, v in report.items()}))  # fmt: skip
+        print(
+            f"echo {count}@{pps}pps: "
+            + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in report.items()})
+        )
         return report
 
     def cleanup(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.b, sys.executable, "-m", "chaos.net.warden", "cleanup",
-                               *extra], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        return subprocess.run(
+            ["ip", "netns", "exec", self.b, sys.executable, "-m", "chaos.net.warden", "cleanup", *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def wait_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> None:
@@ -151,8 +197,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         for port in (ECHO_PORT, 5060):
-            srv = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-m", "chaos.net.echo", "server",
-                                    "--port", str(port)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+            srv = subprocess.Popen(
+                ["ip", "netns", "exec", a, sys.executable, "-m", "chaos.net.echo", "server", "--port", str(port)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             servers.append(srv)
             wait_line(srv, "READY", timeout_s=10)
         lab.baseline_ms = lab.echo(300, 200)["rtt_p50_ms"]
@@ -332,8 +381,23 @@ def test_atomic_apply_failure_reverts_partial_rules(clean: Lab) -> None:
     (a foreign qdisc holds it): the warden exits 1 naming that command and nothing stays."""
     ifb = rules.ifb_name(clean.dev_b)
     clean.in_b("ip", "link", "add", ifb, "type", "ifb")
-    clean.in_b("tc", "qdisc", "add", "dev", ifb, "root", "handle", "1:", "tbf", "rate", "1mbit", "burst", "10k",
-               "latency", "50ms")  # fmt: skip
+    clean.in_b(
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        ifb,
+        "root",
+        "handle",
+        "1:",
+        "tbf",
+        "rate",
+        "1mbit",
+        "burst",
+        "10k",
+        "latency",
+        "50ms",
+    )
     proc = clean.warden({"kind": "rate", "kbit": 64, "direction": "both"}, "atm1")
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 1, (out, err)

@@ -9,6 +9,7 @@ import pytest
 
 from lab.records import db, scenarios, sources, writer
 from lab.records.config import RecordsConfig
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.records, pytest.mark.timeout(600)]
 
@@ -19,17 +20,16 @@ def test_streaming_replication_both_ways(rt: RecordsConfig) -> None:
     time.sleep(1.0)
     for w in ws:
         w.stop()
-    deadline = time.monotonic() + 20
     for w in ws:
         peer = rt.region(w.region).peer
         want = {x.call_id for x in w.committed}
         assert want, w.error
-        while True:
+
+        def replicated(peer: str = peer, want: set[str] = want) -> bool:
             seen = sources.read_live(rt, db.copy(rt, peer))
-            if want <= seen.cdrs and want <= set(seen.recordings):
-                break
-            assert time.monotonic() < deadline, f"{w.region}'s records not on {peer}'s standby"
-            time.sleep(0.5)
+            return want <= seen.cdrs and want <= set(seen.recordings)
+
+        wait_until(replicated, 20, f"{w.region}'s records on {peer}'s standby", every=0.5)
 
 
 def test_async_region_loss_rpo_matches_lag_then_resync_loses_nothing(rt: RecordsConfig) -> None:

@@ -59,8 +59,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 def _agents(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     rtp_base = random.randrange(40000, 59000, 100)
-    cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a",
-           "--rtp-base", str(rtp_base), "--bind", "127.0.0.1", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.agent",
+        "--region",
+        "region-a",
+        "--prefix",
+        "a",
+        "--rtp-base",
+        str(rtp_base),
+        "--bind",
+        "127.0.0.1",
+        *extra,
+    ]
     with Path(env["WOBBLE_EVENTS"]).with_name("agents.log").open("ab") as log:  # read back on failure
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
@@ -85,8 +97,22 @@ def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str]]) -> None:
     port, env = direct_agent
     call_id = "t" + uuid.uuid4().hex[:10]
-    cmd = [sys.executable, "-m", "agents.caller", "--target", f"sip:support@127.0.0.1:{port}",
-           "--hold", str(HOLD_S), "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5", "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.caller",
+        "--target",
+        f"sip:support@127.0.0.1:{port}",
+        "--hold",
+        str(HOLD_S),
+        "--call-id",
+        call_id,
+        "--bind",
+        "127.0.0.1",
+        "--timeout",
+        "5",
+        "--json",
+    ]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip(), f"{proc.stderr[-2000:]}\n{_agents_log(env)}"
@@ -175,8 +201,19 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
     reg = FakeRegistrar()
     reg.start()
     metrics_port = free_port(socket.SOCK_STREAM)
-    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(free_port()),
-                   "--expires", "30", "--metrics-port", str(metrics_port))  # fmt: skip
+    proc = _agents(
+        env,
+        "--count",
+        "2",
+        "--proxy",
+        f"127.0.0.1:{reg.port}",
+        "--sip-port",
+        str(free_port()),
+        "--expires",
+        "30",
+        "--metrics-port",
+        str(metrics_port),
+    )
     try:
         assert _wait_healthy(env) == "ok: 2/2 agents registered"
         wait_metric(metrics_port, "wobble_agents_logged_in", 2, region="region-a")
@@ -235,8 +272,14 @@ os._exit(0)
 def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
     """Regression: a call<->record reference cycle left pj.Call objects to the cyclic GC, which ran
     their destructors in a non-pjsua thread: pjlib asserted and the agents worker died (-6)."""
-    proc = subprocess.run([sys.executable, "-c", GC_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", GC_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     calls, alive, live, reasons, call_ids = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (calls, alive, live) == (2, 0, 0), "ended pj.Call objects not freed in the pjsua2 thread"
@@ -277,8 +320,14 @@ os._exit(0)
 
 
 def test_remove_account_waits_for_its_calls() -> None:
-    proc = subprocess.run([sys.executable, "-c", REMOVE_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", REMOVE_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True, True, False]
 
@@ -300,10 +349,27 @@ def test_agents_rehome_when_home_goes_silent_and_return(tmp_path: Path) -> None:
     away.start()
     metrics_port = free_port(socket.SOCK_STREAM)
     delay = 2.0
-    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{home.port}", "--sip-port", str(free_port()),
-                   "--expires", "30", "--metrics-port", str(metrics_port),
-                   "--fallback-proxy", f"127.0.0.1:{away.port}", "--fallback-region", "region-b",
-                   "--rehome-after", str(delay), "--return-after", str(delay))  # fmt: skip
+    proc = _agents(
+        env,
+        "--count",
+        "2",
+        "--proxy",
+        f"127.0.0.1:{home.port}",
+        "--sip-port",
+        str(free_port()),
+        "--expires",
+        "30",
+        "--metrics-port",
+        str(metrics_port),
+        "--fallback-proxy",
+        f"127.0.0.1:{away.port}",
+        "--fallback-region",
+        "region-b",
+        "--rehome-after",
+        str(delay),
+        "--return-after",
+        str(delay),
+    )
     agents = {"a-001", "a-002"}
     wfile = tmp_path / "agents.json.d" / "worker-0.json"
     try:
@@ -364,24 +430,55 @@ def test_an_agent_in_a_call_keeps_it_and_moves_when_it_ends(tmp_path: Path) -> N
     away.start()
     sip_port = free_port()
     delay, hold = 1.0, 6.0
-    proc = _agents(env, "--count", "2", "--proxy", f"127.0.0.1:{home.port}", "--sip-port", str(sip_port),
-                   "--expires", "30", "--metrics-port", "0", "--fallback-proxy", f"127.0.0.1:{away.port}",
-                   "--fallback-region", "region-b", "--rehome-after", str(delay))  # fmt: skip
+    proc = _agents(
+        env,
+        "--count",
+        "2",
+        "--proxy",
+        f"127.0.0.1:{home.port}",
+        "--sip-port",
+        str(sip_port),
+        "--expires",
+        "30",
+        "--metrics-port",
+        "0",
+        "--fallback-proxy",
+        f"127.0.0.1:{away.port}",
+        "--fallback-region",
+        "region-b",
+        "--rehome-after",
+        str(delay),
+    )
     wfile = tmp_path / "agents.json.d" / "worker-0.json"
     call_id = "r" + uuid.uuid4().hex[:10]
     caller: subprocess.Popen[str] | None = None
     try:
         _wait_healthy(env)
-        cmd = [sys.executable, "-m", "agents.caller", "--target", f"sip:a-001@127.0.0.1:{sip_port}", "--json",
-               "--hold", str(hold), "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "agents.caller",
+            "--target",
+            f"sip:a-001@127.0.0.1:{sip_port}",
+            "--json",
+            "--hold",
+            str(hold),
+            "--call-id",
+            call_id,
+            "--bind",
+            "127.0.0.1",
+            "--timeout",
+            "5",
+        ]
         caller = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for("a-001 in a call", lambda: "a-001" in json.loads(wfile.read_text()).get("in_call", []), env)
         home.answering = False
         t_down = time.monotonic()
         _wait_for("a-002 at the fallback", lambda: "a-002" in away.registered_since(t_down), env)
         assert "a-001" not in away.registered_since(t_down)
-        _wait_for("a-001 waiting for its call", lambda: "rehome" in json.loads(wfile.read_text())["agents"]["a-001"],
-                  env)  # fmt: skip
+        _wait_for(
+            "a-001 waiting for its call", lambda: "rehome" in json.loads(wfile.read_text())["agents"]["a-001"], env
+        )
         assert caller.poll() is None, "the call should still be up"
         assert "a-001" not in away.registered_since(t_down), "a-001 moved during its call"
         out, err = caller.communicate(timeout=hold + 10)

@@ -1,292 +1,353 @@
-"""Re-homing plumbing of the agents service: flags, the supervisor -> worker control file, what the
-supervisor counts from worker status files, the health verdict and metrics of re-homed agents, and
-the supervisor's probe -> decision -> control file + `agent_rehome` event path (a fake prober)."""
+"""The re-homing state machine (agents.rehome): examples and properties (hypothesis).
+
+The properties are checked against a replay of the observations that is written independently of
+the implementation: home's state at any moment is a step function of the latest value of each
+source, and "BAD (GOOD) continuously for D" is checked as a window over that function.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import time
-from pathlib import Path
-from typing import Any
+import math
+from dataclasses import dataclass
 
 import pytest
-from prometheus_client import CollectorRegistry
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agents import agent, status
-from agents.metrics import AgentMetrics
-from core.sipprobe import ProbeReply
-from tests.helpers import logged
+from agents.rehome import FALLBACK, HOME, HOME_DOWN, HOME_RECOVERED, PBX, SBC, RehomePolicy
 
-BASE = ["--region", "region-a", "--prefix", "a", "--count", "6", "--proxy", "10.77.1.11"]
-REHOME = ["--fallback-proxy", "10.77.2.11", "--fallback-region", "region-b"]
-HOME = {"proxy": "10.77.1.11", "region": "region-a"}
-AWAY = {"proxy": "10.77.2.11", "region": "region-b"}
+D = 10.0
 
 
-def test_flags_default_to_no_rehoming() -> None:
-    args = agent.parse_args(BASE)
-    assert args.fallback_proxy == "" and args.fallback_region == "" and args.home_pbx == ""
-    assert args.rehome_after == 10.0 and args.return_after is None
+def test_sustained_sbc_failure_rehomes_after_the_delay_and_returns_after_recovery() -> None:
+    p = RehomePolicy(D)
+    assert p.return_after_s == D
+    for t in range(5):
+        assert p.observe(t, SBC, True) is None
+    for t in range(5, 15):  # failing from t=5: 9 s at t=14, not yet
+        assert p.observe(t, SBC, False, "timeout") is None
+        assert p.placement == HOME
+    d = p.observe(15, SBC, False, "timeout")
+    assert d is not None and d.placement == FALLBACK and d.previous == HOME and d.rule == HOME_DOWN
+    assert d.t == 15 and d.streak_s == 10.0 and d.evidence == {SBC: "fail: timeout"}
+    assert d.reason == "home down for 10.0 s (sbc: timeout)"
+    for t in range(16, 26):  # healthy from 16: 9 s at 25
+        assert p.observe(t, SBC, True) is None
+    d = p.observe(26, SBC, True)
+    assert d is not None and d.placement == HOME and d.rule == HOME_RECOVERED and d.streak_s == 10.0
+    assert [x.placement for x in p.decisions] == [FALLBACK, HOME]
 
 
-def test_flags_accepted() -> None:
-    args = agent.parse_args([*BASE, *REHOME, "--home-pbx", "10.77.1.31", "--rehome-after", "5",
-                             "--return-after", "20"])  # fmt: skip
-    assert (args.fallback_proxy, args.fallback_region, args.home_pbx) == ("10.77.2.11", "region-b", "10.77.1.31")
-    assert (args.rehome_after, args.return_after) == (5.0, 20.0)
+def test_a_single_success_resets_the_outage() -> None:
+    p = RehomePolicy(D)
+    for t in range(0, 9):
+        p.observe(t, SBC, False)
+    p.observe(9, SBC, True)
+    for t in range(10, 19):
+        assert p.observe(t, SBC, False) is None
+    assert p.observe(20, SBC, False) is not None  # 10 s since t=10
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        ["--fallback-proxy", "10.77.2.11"],  # no region
-        ["--fallback-region", "region-b"],  # no proxy
-        ["--fallback-proxy", "10.77.1.11", "--fallback-region", "region-b"],  # the home proxy
-        ["--fallback-proxy", "10.77.2.11", "--fallback-region", "region-a"],  # the home region
-        ["--fallback-proxy", "sip:10.77.2.11", "--fallback-region", "region-b"],
-        [*REHOME, "--no-register"],
-        [*REHOME, "--rehome-after", "0"],
-        [*REHOME, "--return-after", "-1"],
-        ["--home-pbx", "a b"],
-    ],
+def test_tick_acts_between_observations() -> None:
+    p = RehomePolicy(D)
+    p.observe(0, SBC, False)
+    assert p.tick(9.9) is None
+    d = p.tick(10.0)
+    assert d is not None and d.placement == FALLBACK
+
+
+def test_pbx_probe_and_registrations_count_at_home() -> None:
+    p = RehomePolicy(D, probes=(SBC, PBX))
+    p.observe(0, SBC, True)
+    assert not p.home_good()  # the PBX has not answered yet
+    p.observe(0, PBX, False, "timeout")
+    assert p.home_bad()
+    p.observe(5, PBX, True)
+    assert p.home_good()
+    # registrations: none registered and some failed is a failure; nothing known is no information
+    p.observe_registrations(6, registered=0, failed=0)
+    assert p.home_good()
+    p.observe_registrations(7, registered=0, failed=3)
+    assert p.home_bad()
+    d = p.observe_registrations(17, registered=0, failed=4)
+    assert d is not None and d.placement == FALLBACK and "registrations: all 4 failed" in d.reason
+    # at the fallback, registration results (of accounts elsewhere) are not a home signal
+    assert p.observe_registrations(18, registered=0, failed=9) is None
+    assert p.home_good()
+    d = p.tick(27)
+    assert d is not None and d.placement == HOME  # probes were fine all along: 10 s after the switch
+
+
+def test_unknown_probe_does_not_start_a_return() -> None:
+    p = RehomePolicy(1.0, probes=(SBC, PBX))
+    p.observe(0, SBC, False)
+    assert p.observe(1, SBC, False) is not None
+    p.observe(2, SBC, True)  # PBX never heard from
+    assert p.tick(100) is None and p.placement == FALLBACK
+
+
+def test_no_fallback_never_leaves_home() -> None:
+    p = RehomePolicy(D, has_fallback=False)
+    for t in range(100):
+        assert p.observe(t, SBC, False) is None
+    assert p.placement == HOME and not p.decisions and p.snapshot()["home"] == "bad"
+
+
+def test_a_failing_fallback_is_not_moved_to() -> None:
+    p = RehomePolicy(D)
+    p.observe(0, "fallback", False, "timeout")
+    for t in range(20):
+        assert p.observe(t, SBC, False) is None
+    assert p.blocked == "fallback failing: timeout"
+    d = p.observe(20, "fallback", True)
+    assert d is not None and d.placement == FALLBACK and p.blocked is None
+
+
+def test_fallback_probe_is_not_a_home_signal() -> None:
+    p = RehomePolicy(D)
+    p.observe(0, SBC, True)
+    p.observe(0, "fallback", False)
+    assert p.home_good() and not p.home_bad()
+
+
+def test_time_never_goes_backwards() -> None:
+    p = RehomePolicy(D)
+    p.observe(100, SBC, False)
+    p.observe(50, SBC, False)  # counts as t=100
+    assert p.tick(109) is None
+    assert p.tick(110) is not None
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        RehomePolicy(-1)
+    with pytest.raises(ValueError):
+        RehomePolicy(1, probes=())
+    with pytest.raises(ValueError):
+        RehomePolicy(1).observe(0, "registrations", True)
+
+
+def test_snapshot() -> None:
+    p = RehomePolicy(D, 5)
+    p.observe(0, SBC, False, "timeout")
+    p.tick(4)
+    snap = p.snapshot()
+    assert snap["placement"] == HOME and snap["home"] == "bad" and snap["bad_for_s"] == 4.0
+    assert snap["readings"] == {SBC: "fail: timeout"} and snap["return_after_s"] == 5.0
+
+
+# --------------------------------------------------------------------------------------------
+# Properties
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Obs:
+    t: float
+    source: str  # sbc | pbx | registrations
+    ok: bool
+
+
+def timelines(sources: tuple[str, ...] = (SBC,), max_dt: float = 3.0) -> st.SearchStrategy[list[Obs]]:
+    """Observations at strictly increasing times, failures in bursts of varied length."""
+    step = st.tuples(
+        st.floats(0.05, max_dt, allow_nan=False),
+        st.sampled_from(sources),
+        st.booleans(),
+        st.integers(1, 12),  # repeat: bursts make sustained periods likely
+    )
+
+    def build(steps: list[tuple[float, str, bool, int]]) -> list[Obs]:
+        out: list[Obs] = []
+        t = 0.0
+        for dt, src, ok, n in steps:
+            for _ in range(n):
+                t = round(t + dt, 3)
+                out.append(Obs(t, src, ok))
+        return out
+
+    return st.lists(step, max_size=40).map(build)
+
+
+def run(policy: RehomePolicy, obs: list[Obs]) -> list[str]:
+    """Feed `obs`; the placement after each one."""
+    after: list[str] = []
+    for o in obs:
+        if o.source == "registrations":
+            policy.observe_registrations(o.t, registered=int(o.ok), failed=int(not o.ok))
+        else:
+            policy.observe(o.t, o.source, o.ok)
+        after.append(policy.placement)
+    return after
+
+
+def states(obs: list[Obs], probes: tuple[str, ...], placements: list[str]) -> list[str]:
+    """Home's state after each observation: bad / good / unknown (the replay)."""
+    latest: dict[str, bool] = {}
+    out: list[str] = []
+    placement = HOME
+    for o, after in zip(obs, placements, strict=True):
+        if o.source == "registrations" and placement != HOME:
+            pass  # ignored at the fallback
+        else:
+            latest[o.source] = o.ok
+        if after != placement:  # a switch forgets registration results
+            latest.pop("registrations", None)
+            placement = after
+        if not all(latest.values()):
+            out.append("bad")
+        elif all(p in latest for p in probes):
+            out.append("good")
+        else:
+            out.append("unknown")
+    return out
+
+
+def held(obs: list[Obs], st_: list[str], want: str, t0: float, t1: float) -> bool:
+    """Was home `want` at every moment of [t0, t1]? (the state at t0 is the one the last observation
+    at or before t0 left; t0 before the first observation: unknown, so no)."""
+    before = [i for i, o in enumerate(obs) if o.t <= t0]
+    if not before or st_[before[-1]] != want:
+        return False
+    return all(st_[i] == want for i, o in enumerate(obs) if t0 < o.t <= t1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines(), st.floats(0.5, 15.0), st.floats(0.5, 15.0))
+def test_never_switches_on_failures_shorter_than_the_delay(obs: list[Obs], d: float, r: float) -> None:
+    """A run of failures (first failure .. last failure before a success) shorter than the delay
+    never moves the fleet."""
+    runs: list[float] = []
+    start: float | None = None
+    for o in obs:
+        if not o.ok:
+            start = o.t if start is None else start
+            runs.append(o.t - start)
+        else:
+            start = None
+    p = RehomePolicy(d, r)
+    run(p, obs)
+    if all(x < d for x in runs):
+        assert p.decisions == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines((SBC, PBX, "registrations")), st.floats(0.5, 15.0), st.floats(0.5, 15.0))
+def test_every_decision_follows_a_sustained_period(obs: list[Obs], d: float, r: float) -> None:
+    """Each move to the fallback: home BAD for the whole [t - d, t]; each return: GOOD for the whole
+    [t - r, t]; placements alternate; two decisions are at least the later one's threshold apart."""
+    probes = (SBC, PBX)
+    p = RehomePolicy(d, r, probes=probes)
+    placements = run(p, obs)
+    st_ = states(obs, probes, placements)
+    previous = HOME
+    last_t = -math.inf
+    for dec in p.decisions:
+        assert dec.previous == previous and dec.placement != previous
+        need = d if dec.placement == FALLBACK else r
+        assert dec.t - last_t >= need - 1e-9
+        # the state just before the decision (the decision itself may forget registrations)
+        i = max(k for k, o in enumerate(obs) if o.t <= dec.t)
+        pre = [*st_[:i], _state_before_switch(obs, i, probes, placements)]
+        # (1e-9: t - need can round below the first observation of the streak, e.g. 0.719 - 0.5)
+        assert held(obs[: i + 1], pre, "bad" if dec.placement == FALLBACK else "good", dec.t - need + 1e-9, dec.t)
+        previous, last_t = dec.placement, dec.t
+    assert p.placement == previous
+
+
+def _state_before_switch(obs: list[Obs], i: int, probes: tuple[str, ...], placements: list[str]) -> str:
+    """Home's state at observation i as the policy judged it (before a switch there cleared anything)."""
+    latest: dict[str, bool] = {}
+    placement = HOME
+    for k, o in enumerate(obs[: i + 1]):
+        if not (o.source == "registrations" and placement != HOME):
+            latest[o.source] = o.ok
+        if k < i and placements[k] != placement:
+            latest.pop("registrations", None)
+            placement = placements[k]
+    if not all(latest.values()):
+        return "bad"
+    return "good" if all(x in latest for x in probes) else "unknown"
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines((SBC, PBX, "registrations")), st.floats(0.5, 15.0), st.floats(0.5, 15.0))
+def test_sustained_periods_always_switch(obs: list[Obs], d: float, r: float) -> None:
+    """Liveness: after every observation, if home has been BAD for >= d (counted from the later of
+    the streak start and the last decision) the fleet is at the fallback; GOOD for >= r: at home."""
+    probes = (SBC, PBX)
+    p = RehomePolicy(d, r, probes=probes)
+    placements: list[str] = []
+    last_decision = -math.inf
+    for k, o in enumerate(obs):
+        placements.extend(run(p, [o]))
+        if p.decisions:
+            last_decision = p.decisions[-1].t
+        st_ = states(obs[: k + 1], probes, placements)
+        for want, need, where in (("bad", d, FALLBACK), ("good", r, HOME)):
+            if st_[-1] != want:
+                continue
+            # the streak's start: the earliest observation since which the state stayed `want`
+            j = k
+            while j > 0 and st_[j - 1] == want:
+                j -= 1
+            since = max(obs[j].t, last_decision)
+            if o.t - since >= need:
+                assert p.placement == where, (want, since, o.t, p.decisions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines(), st.floats(0.5, 15.0), st.floats(0.5, 15.0))
+def test_decisions_are_bounded_by_the_sustained_periods(obs: list[Obs], d: float, r: float) -> None:
+    """No flapping: at most one decision per maximal run of failures lasting >= d or of successes
+    lasting >= r (a run lasts from its first to its last observation)."""
+    sustained = 0
+    i = 0
+    while i < len(obs):
+        j = i
+        while j + 1 < len(obs) and obs[j + 1].ok == obs[i].ok:
+            j += 1
+        if obs[j].t - obs[i].t >= (r if obs[i].ok else d):
+            sustained += 1
+        i = j + 1
+    p = RehomePolicy(d, r)
+    run(p, obs)
+    assert len(p.decisions) <= sustained
+
+
+@settings(max_examples=200, deadline=None)
+@given(timelines((SBC, PBX, "registrations")), st.floats(0.0, 15.0))
+def test_without_a_fallback_the_fleet_stays_home(obs: list[Obs], d: float) -> None:
+    p = RehomePolicy(d, has_fallback=False, probes=(SBC, PBX))
+    assert set(run(p, obs)) <= {HOME} and p.decisions == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    timelines(),
+    st.floats(0.5, 15.0),
+    st.floats(0.5, 15.0),
+    st.floats(0.0, 5.0),
+    st.floats(0.1, 1.0),
 )
-def test_bad_flags(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        agent.parse_args(BASE + extra)
-    assert exc.value.code == 2 and "error" in capsys.readouterr().err
-
-
-def test_hostport_and_route_source() -> None:
-    assert agent.hostport("10.77.1.11") == ("10.77.1.11", 5060)
-    assert agent.hostport("127.0.0.1:5099") == ("127.0.0.1", 5099)
-    assert agent.route_source_ip("127.0.0.1") == "127.0.0.1"
-    assert agent.route_source_ip("sbc-a") == ""  # names are left to pjsua (no lookup here)
-
-
-# --------------------------------------------------------------------------------------------
-# The control file
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("data", "want"),
-    [
-        ({**AWAY, "seq": 1}, AWAY),
-        (None, HOME),
-        ([], HOME),
-        ({"proxy": "10.77.2.11"}, HOME),
-        ({"proxy": "", "region": "region-b"}, HOME),
-        ({"proxy": "sip:10.77.2.11", "region": "region-b"}, HOME),
-        ({"proxy": "10.77.2.11 x", "region": "region-b"}, HOME),
-        ({"proxy": 5, "region": "region-b"}, HOME),
-    ],
-)
-def test_control_target(data: Any, want: dict[str, str]) -> None:
-    assert status.control_target(data, HOME) == want
-
-
-def test_control_reader_follows_the_supervisor(tmp_path: Path) -> None:
-    main = tmp_path / "agents.json"
-    reader = status.ControlReader(status.control_path(main), HOME)
-    assert not reader.poll() and reader.target == HOME  # no file yet: home
-    status.write_control(main, HOME, "home", 0, "start")
-    assert not reader.poll() and reader.target == HOME
-    status.write_control(main, AWAY, "fallback", 1, "home down for 10.0 s (sbc: timeout)")
-    assert reader.poll() and reader.target == AWAY and reader.regions == {"10.77.1.11": "region-a",
-                                                                          "10.77.2.11": "region-b"}  # fmt: skip
-    assert not reader.poll()  # unchanged file: one stat(), nothing read
-    status.write_control(main, AWAY, "fallback", 2, "again")  # same target
-    assert not reader.poll()
-    status.control_path(main).write_text("{torn")  # unreadable: keep the last word
-    assert not reader.poll() and reader.target == AWAY
-    status.write_control(main, HOME, "home", 3, "home healthy for 10.0 s (sbc ok)")
-    assert reader.poll() and reader.target == HOME
-    data = json.loads(status.control_path(main).read_text())
-    assert data["placement"] == "home" and data["seq"] == 3 and data["reason"].startswith("home healthy")
-
-
-# --------------------------------------------------------------------------------------------
-# What the supervisor and the health check read from worker status files
-# --------------------------------------------------------------------------------------------
-
-NOW = 1_000_000.0
-REG = {"code": 200, "active": True, "reason": "OK"}
-
-
-def _worker(agents: dict[str, dict[str, Any]], age: float = 1.0, state: str = "running") -> dict[str, Any]:
-    return {"updated": NOW - age, "loop_age_s": 0.01, "state": state, "agents": agents}
-
-
-def _at(entry: dict[str, Any], where: dict[str, str]) -> dict[str, Any]:
-    return {**entry, "proxy": where["proxy"], "proxy_region": where["region"]}
-
-
-def test_registrations_via_the_home_proxy() -> None:
-    fail = {"code": 408, "active": False, "reason": "Request Timeout"}
-    fresh = {"code": 0, "active": False, "reason": "re-registering"}
-    workers: dict[int, dict[str, Any] | None] = {
-        0: _worker({"a-001": _at(REG, HOME), "a-002": _at(fail, HOME), "a-003": _at(REG, AWAY)}),
-        1: _worker({"a-004": _at(fresh, HOME), "a-005": _at(fail, HOME)}),
-        2: _worker({"a-006": _at(REG, HOME)}, age=60),  # stale: not counted
-        3: None,
-        4: _worker({"a-007": _at(REG, HOME)}, state="stopping"),
-    }
-    assert status.registrations_via(workers, "10.77.1.11", NOW, 20) == (1, 2)
-    assert status.registrations_via(workers, "10.77.2.11", NOW, 20) == (1, 0)
-    assert status.registrations_via({0: _worker({"a-001": _at(fail, HOME)})}, "10.77.1.11", NOW, 20) == (0, 1)
-
-
-def test_health_counts_rehomed_agents_as_in_service() -> None:
-    main = {"region": "region-a", "agents": ["a-001", "a-002"], "workers": {"0": {"agents": ["a-001", "a-002"]}}}
-    ok, why = status.evaluate(main, {0: _worker({"a-001": _at(REG, AWAY), "a-002": _at(REG, HOME)})}, NOW, 20)
-    assert ok and why == "ok: 2/2 agents registered (1 re-homed to region-b)"
-    ok, why = status.evaluate(main, {0: _worker({"a-001": _at(REG, HOME), "a-002": _at(REG, HOME)})}, NOW, 20)
-    assert ok and why == "ok: 2/2 agents registered"
-    moving = {"code": 0, "active": False, "reason": "re-registering via region-b"}
-    ok, why = status.evaluate(main, {0: _worker({"a-001": _at(moving, AWAY), "a-002": _at(REG, HOME)})}, NOW, 20)
-    assert not ok and "a-001: code 0 re-registering via region-b" in why
-
-
-def test_rehomed_metrics() -> None:
-    reg = CollectorRegistry()
-    m = AgentMetrics("region-a", reg, fallback_region="region-b")
-    labels = {"region": "region-a", "to_region": "region-b"}
-    assert reg.get_sample_value("wobble_agents_rehomed", labels) == 0
-    assert reg.get_sample_value("wobble_agent_rehomes_total", labels) == 0
-    w = {"worker": 0, "pid": 1, "state": "running", "updated": 100.0, "direct": False, "counters": {},
-         "agents": {"a-001": _at(REG, AWAY), "a-002": _at(REG, AWAY), "a-003": _at(REG, HOME),
-                    "a-004": _at({"code": 408, "active": False}, AWAY)}}  # fmt: skip
-    m.observe_worker(0, w, now=101.0)
-    assert reg.get_sample_value("wobble_agents_rehomed", labels) == 2
-    assert reg.get_sample_value("wobble_agents_logged_in", {"region": "region-a"}) == 3
-    m.rehome_decision("region-b")
-    m.rehome_decision("region-a")
-    assert reg.get_sample_value("wobble_agent_rehomes_total", labels) == 1
-    assert reg.get_sample_value("wobble_agent_rehomes_total", {"region": "region-a", "to_region": "region-a"}) == 1
-    m.observe_worker(0, None, now=102.0)  # the worker is gone: nobody in service anywhere
-    assert reg.get_sample_value("wobble_agents_rehomed", labels) == 0
-
-
-# --------------------------------------------------------------------------------------------
-# The supervisor: probes -> policy -> control file + event (no workers, a fake prober)
-# --------------------------------------------------------------------------------------------
-
-
-class FakeProber:
-    def __init__(self) -> None:
-        self.up: dict[tuple[str, int], bool] = {}
-        self.sent: list[tuple[str, int]] = []
-
-    async def probe(self, host: str, port: int = 5060, timeout_s: float = 0.3, resend_s: float = 0.1) -> ProbeReply:
-        self.sent.append((host, port))
-        if self.up.get((host, port), True):
-            return ProbeReply(True, 1.0, 200)
-        return ProbeReply(False, None, None, "timeout")
-
-
-@pytest.fixture
-def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WOBBLE_AGENT_STATUS", str(tmp_path / "agents.json"))
-    monkeypatch.setenv("WOBBLE_EVENTS", str(tmp_path / "events.jsonl"))
-    return tmp_path
-
-
-def _supervisor(*extra: str) -> tuple[agent.Supervisor, FakeProber]:
-    argv = [*BASE, "--count", "2", *REHOME, "--rehome-after", "3", "--return-after", "2", "--metrics-port", "0",
-            *extra]  # fmt: skip
-    sup = agent.Supervisor(agent.parse_args(argv), argv)
-    prober = FakeProber()
-    sup.probers = {source: prober for source, _, _ in sup.probe_targets()}
-    sup.write_control()
-    return sup, prober
-
-
-def _control(files: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((files / "agents.json.d" / "control.json").read_text())
-    return data
-
-
-def test_no_fallback_no_policy(files: Path) -> None:
-    argv = [*BASE, "--metrics-port", "0"]
-    sup = agent.Supervisor(agent.parse_args(argv), argv)
-    assert sup.policy is None
-    sup.write_control()
-    assert _control(files)["proxy"] == "10.77.1.11" and _control(files)["placement"] == "home"
-
-
-def test_probe_targets(files: Path) -> None:
-    sup, _ = _supervisor("--home-pbx", "10.77.1.31")
-    assert sup.probe_targets() == [("sbc", "10.77.1.11", 5060), ("pbx", "10.77.1.31", 5060),
-                                   ("fallback", "10.77.2.11", 5060)]  # fmt: skip
-    assert sup.policy is not None and sup.policy.probes == ("sbc", "pbx")
-
-
-def test_supervisor_moves_the_fleet_and_brings_it_back(files: Path) -> None:
-    sup, prober = _supervisor()
-    assert _control(files) | {"t": 0} == {**HOME, "placement": "home", "seq": 0, "reason": "start", "t": 0}
-
-    async def probes(t0: float, t1: float) -> None:
-        t = t0
-        while t <= t1:
-            await sup.probe_once(t)
-            t += 1.0
-
-    prober.up[("10.77.1.11", 5060)] = False
-    asyncio.run(probes(0, 2))  # failing since t=0: 2 s, not yet
-    assert _control(files)["seq"] == 0 and not (files / "events.jsonl").exists()
-    asyncio.run(probes(3, 3))
-    ctl = _control(files)
-    assert (ctl["proxy"], ctl["region"], ctl["placement"], ctl["seq"]) == ("10.77.2.11", "region-b", "fallback", 1)
-    assert ctl["reason"] == "home down for 3.0 s (sbc: timeout)"
-    (ev,) = [e for e in logged() if e["kind"] == "agent_rehome"]
-    assert ev["region"] == "region-a" and ev["to_region"] == "region-b" and ev["from_region"] == "region-a"
-    assert ev["proxy"] == "10.77.2.11" and ev["agents"] == ["a-001", "a-002"] and ev["rule"] == "home-down"
-    assert ev["evidence"] == {"fallback": "ok", "sbc": "fail: timeout"} and ev["seq"] == 1
-    assert ev["rehome_after_s"] == 3.0 and ev["return_after_s"] == 2.0
-    main = json.loads((files / "agents.json").read_text())
-    assert main["rehome"]["placement"] == "fallback" and main["rehome"]["target"] == {**AWAY, "seq": 1}
-    assert main["rehome"]["last_decisions"][0]["to_region"] == "region-b"
-    labels = {"region": "region-a", "to_region": "region-b"}
-    assert sup.metrics.registry.get_sample_value("wobble_agent_rehomes_total", labels) == 1
-
-    prober.up[("10.77.1.11", 5060)] = True
-    asyncio.run(probes(4, 5))
-    assert _control(files)["seq"] == 1  # 1 s healthy: not yet
-    asyncio.run(probes(6, 6))
-    ctl = _control(files)
-    assert (ctl["proxy"], ctl["placement"], ctl["seq"]) == ("10.77.1.11", "home", 2)
-    kinds = [(e["to_region"], e["proxy"]) for e in logged() if e["kind"] == "agent_rehome"]
-    assert kinds == [("region-b", "10.77.2.11"), ("region-a", "10.77.1.11")]
-    assert prober.sent.count(("10.77.2.11", 5060)) == 7  # the fallback is probed every round too
-
-
-def test_a_dead_fallback_is_not_moved_to(files: Path) -> None:
-    sup, prober = _supervisor()
-    prober.up[("10.77.1.11", 5060)] = False
-    prober.up[("10.77.2.11", 5060)] = False
-    for t in range(10):
-        asyncio.run(sup.probe_once(float(t)))
-    assert _control(files)["seq"] == 0
-    assert sup.policy is not None and sup.policy.blocked == "fallback failing: timeout"
-
-
-def test_supervisor_counts_failing_home_registrations(files: Path) -> None:
-    """The SBC answers OPTIONS but every REGISTER through it fails (e.g. its PBX is gone)."""
-    sup, _ = _supervisor()
-    fail = _at({"code": 408, "active": False, "reason": "Request Timeout"}, HOME)
-    now = time.time()
-    sup.workers = {0: {**_worker({"a-001": fail, "a-002": fail}), "updated": now}}
-    asyncio.run(sup.probe_once(0.0))
-    assert sup.observe_registrations(0.0) is None
-    decision = sup.observe_registrations(3.0)
-    assert decision is not None and decision.placement == "fallback"
-    assert "registrations: all 2 failed" in decision.reason
-
-
-def test_worker_status_files_are_not_touched(files: Path) -> None:
-    """The supervisor only writes its own file and the control file."""
-    sup, _ = _supervisor()
-    sup.write_status()
-    assert sorted(os.listdir(files / "agents.json.d")) == ["control.json"]
+def test_outage_then_recovery_round_trip(prefix: list[Obs], d: float, r: float, gap: float, every: float) -> None:
+    """Whatever happened before: an outage observed every `every` s for longer than d ends at the
+    fallback (at the first observation >= d into it, if it was home when it began); a recovery longer
+    than r then brings the fleet home."""
+    p = RehomePolicy(d, r)
+    t_ok = (prefix[-1].t if prefix else 0.0) + 0.01
+    run(p, [*prefix, Obs(t_ok, SBC, True)])  # the outage below starts fresh
+    t0 = t_ok + gap + 0.01
+    was = p.placement
+    outage = [Obs(round(t0 + k * every, 3), SBC, False) for k in range(math.ceil(d / every) + 2)]
+    placements = run(p, outage)
+    assert p.placement == FALLBACK
+    if was == HOME:
+        first_due = next(k for k, o in enumerate(outage) if o.t - outage[0].t >= d)
+        assert placements[first_due] == FALLBACK and FALLBACK not in placements[:first_due]
+    t1 = outage[-1].t + every
+    recovery = [Obs(round(t1 + k * every, 3), SBC, True) for k in range(math.ceil(r / every) + 2)]
+    placements = run(p, recovery)
+    assert p.placement == HOME
+    first_due = next(k for k, o in enumerate(recovery) if o.t - recovery[0].t >= r)
+    assert placements[first_due] == HOME and HOME not in placements[:first_due]

@@ -259,8 +259,19 @@ def test_agent_cli_supporting_tier_flags(monkeypatch: pytest.MonkeyPatch) -> Non
     args = agent.parse_args(base)
     assert args.idp_url == "" and args.crm_url == "" and args.pop_deadline_ms == 500.0
     assert args.idp_secret == "from-env"
-    args = agent.parse_args([*base, "--idp-url", "http://10.77.1.62:8090", "--crm-url", "http://10.77.1.61:8091",
-                             "--pop-deadline-ms", "300", "--idp-secret", "s"])  # fmt: skip
+    args = agent.parse_args(
+        [
+            *base,
+            "--idp-url",
+            "http://10.77.1.62:8090",
+            "--crm-url",
+            "http://10.77.1.61:8091",
+            "--pop-deadline-ms",
+            "300",
+            "--idp-secret",
+            "s",
+        ]
+    )
     assert args.idp_url.endswith(":8090") and args.crm_url.endswith(":8091") and args.pop_deadline_ms == 300
     for bad in (["--crm-url", "10.77.1.61:8091"], ["--idp-url", "ftp://x"], ["--pop-deadline-ms", "0"]):
         with pytest.raises(SystemExit):
@@ -297,8 +308,9 @@ def service(tmp_path: Path) -> Iterator[Starter]:
 
     def start(name: str, env: dict[str, str]) -> Stopper:
         with (tmp_path / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", f"lab.deps.{name}"], env=env, cwd=ROOT, stdout=log,
-                                    stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"lab.deps.{name}"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
         procs.append(proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -321,28 +333,64 @@ def _call_through_agent(
     event). `check` runs after the call, while the agent still runs."""
     port = free_port(socket.SOCK_DGRAM)
     rtp_base = random.randrange(40000, 59000, 100)
-    cmd = [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a", "--count", "1",
-           "--proxy", "127.0.0.1", "--sip-port", str(port), "--rtp-base", str(rtp_base), "--bind", "127.0.0.1",
-           "--no-register", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.agent",
+        "--region",
+        "region-a",
+        "--prefix",
+        "a",
+        "--count",
+        "1",
+        "--proxy",
+        "127.0.0.1",
+        "--sip-port",
+        str(port),
+        "--rtp-base",
+        str(rtp_base),
+        "--bind",
+        "127.0.0.1",
+        "--no-register",
+        *extra,
+    ]
     with (tmp_path / "agents.log").open("ab") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 8
-        while subprocess.run([sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True,
-                             timeout=10).returncode:  # fmt: skip
+        while subprocess.run(
+            [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, timeout=10
+        ).returncode:
             assert time.monotonic() < deadline, f"agents never became healthy\n{_log(tmp_path)}"
             time.sleep(0.2)
         call_id = "p" + uuid.uuid4().hex[:10]
-        caller = [sys.executable, "-m", "agents.caller", "--target", f"sip:support@127.0.0.1:{port}", "--hold", "2",
-                  "--call-id", call_id, "--bind", "127.0.0.1", "--timeout", "5", "--json"]  # fmt: skip
+        caller = [
+            sys.executable,
+            "-m",
+            "agents.caller",
+            "--target",
+            f"sip:support@127.0.0.1:{port}",
+            "--hold",
+            "2",
+            "--call-id",
+            call_id,
+            "--bind",
+            "127.0.0.1",
+            "--timeout",
+            "5",
+            "--json",
+        ]
         done = subprocess.run(caller, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr[-2000:]
         rec: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + 5
         while not found and time.monotonic() < deadline:
-            found = [e for e in logged(Path(env["WOBBLE_EVENTS"]))
-                     if e.get("kind") == "agent_call" and e.get("call_id") == call_id]  # fmt: skip
+            found = [
+                e
+                for e in logged(Path(env["WOBBLE_EVENTS"]))
+                if e.get("kind") == "agent_call" and e.get("call_id") == call_id
+            ]
             time.sleep(0.1)
         assert found, f"no agent_call event\n{_log(tmp_path)}"
         if check is not None:
@@ -379,8 +427,9 @@ def test_loopback_login_then_ok_pop(tmp_path: Path, service: Starter) -> None:
         wait_metric(metrics_port, "wobble_agent_logins_total", 1, result="ok", **labels)
         wait_metric(metrics_port, "wobble_agents_logged_in", 1, **labels)  # direct mode: up = in service
 
-    rec, ev = _call_through_agent(tmp_path, {**env, "IDP_SECRET": "s3cret"}, *urls,
-                                  "--metrics-port", str(metrics_port), check=metrics_counted_it)  # fmt: skip
+    rec, ev = _call_through_agent(
+        tmp_path, {**env, "IDP_SECRET": "s3cret"}, *urls, "--metrics-port", str(metrics_port), check=metrics_counted_it
+    )
     assert rec["final_code"] == 200 and ev["screen_pop"] == "ok" and ev["screen_pop_ms"] < 500
     logins = [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]
     assert logins and logins[0]["agent"] == "a-001" and logins[0]["ok"] is True and logins[0]["region"] == "region-a"
@@ -396,16 +445,41 @@ def test_loopback_no_registration_before_login_and_idp_loss_keeps_agent(tmp_path
     idp_port = free_port(socket.SOCK_STREAM)
     reg = FakeRegistrar()
     reg.start()
-    cmd = [sys.executable, "-m", "agents.agent", "--region", "region-b", "--prefix", "b", "--count", "1",
-           "--proxy", f"127.0.0.1:{reg.port}", "--sip-port", str(free_port(socket.SOCK_DGRAM)),
-           "--rtp-base", str(random.randrange(40000, 59000, 100)), "--bind", "127.0.0.1", "--expires", "30",
-           "--idp-url", f"http://127.0.0.1:{idp_port}", "--login-retry-s", "0.3"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.agent",
+        "--region",
+        "region-b",
+        "--prefix",
+        "b",
+        "--count",
+        "1",
+        "--proxy",
+        f"127.0.0.1:{reg.port}",
+        "--sip-port",
+        str(free_port(socket.SOCK_DGRAM)),
+        "--rtp-base",
+        str(random.randrange(40000, 59000, 100)),
+        "--bind",
+        "127.0.0.1",
+        "--expires",
+        "30",
+        "--idp-url",
+        f"http://127.0.0.1:{idp_port}",
+        "--login-retry-s",
+        "0.3",
+    ]
     with (tmp_path / "agents.log").open("ab") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def healthy() -> bool:
-        return subprocess.run([sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True,
-                              timeout=10).returncode == 0  # fmt: skip
+        return (
+            subprocess.run(
+                [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
 
     def logins() -> list[dict[str, Any]]:
         return [e for e in logged(Path(env["WOBBLE_EVENTS"])) if e.get("kind") == "agent_login"]

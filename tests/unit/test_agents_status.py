@@ -41,8 +41,10 @@ def test_all_registered_is_healthy() -> None:
         ({0: _worker({"a-001": REG, "a-002": REG}), 1: _worker({"a-003": REG}, age=60)}, "worker 1: status 60s old"),
         ({0: _worker({"a-001": REG, "a-002": REG}), 1: _worker({"a-003": REG}, loop_age=30)}, "loop stalled"),
         (
-            {0: _worker({"a-001": REG, "a-002": {"code": 408, "active": False, "reason": "Timeout"}}),
-             1: _worker({"a-003": REG})},
+            {
+                0: _worker({"a-001": REG, "a-002": {"code": 408, "active": False, "reason": "Timeout"}}),
+                1: _worker({"a-003": REG}),
+            },
             "a-002: code 408 Timeout",
         ),
         ({0: _worker({"a-001": REG}), 1: _worker({"a-003": REG})}, "a-002: unknown to worker 0"),
@@ -51,7 +53,7 @@ def test_all_registered_is_healthy() -> None:
             "a-002: code 200",
         ),
     ],
-)  # fmt: skip
+)
 def test_unhealthy_reasons(workers: dict[int, dict[str, Any] | None], expect: str) -> None:
     ok, why = status.evaluate(_main(), workers, NOW, 20)
     assert not ok and why.startswith("unhealthy:") and expect in why

@@ -21,9 +21,16 @@ def test_this_machines_kernel() -> None:
     """No sch_netem: nft for drops, NFQUEUE for the rest, htb for rate."""
     got = probe.choose({**ALL, "netem": False})
     assert got == {
-        "delay": "nfqueue", "loss": "nft", "burst_loss": "nfqueue", "duplicate": "nfqueue", "reorder": "nfqueue",
-        "rate": "htb", "blackhole": "nft", "sip_drop": "nft", "sip_delay": "nfqueue",
-    }  # fmt: skip
+        "delay": "nfqueue",
+        "loss": "nft",
+        "burst_loss": "nfqueue",
+        "duplicate": "nfqueue",
+        "reorder": "nfqueue",
+        "rate": "htb",
+        "blackhole": "nft",
+        "sip_drop": "nft",
+        "sip_delay": "nfqueue",
+    }
 
 
 def test_fallbacks_and_gaps() -> None:

@@ -195,8 +195,11 @@ def test_u32_method_match_reads_back(method: str) -> None:
     """Evaluate the u32 expression on a fake IPv4/UDP packet (with and without IP options)."""
     expr = rules.u32_method_match(method)
     for ihl in (5, 6):
-        for payload, expect in ((method.encode() + b" sip:x SIP/2.0", True), (b"SIP/2.0 200 OK", False),
-                                (method.encode() + b"X", False)):  # fmt: skip
+        for payload, expect in (
+            (method.encode() + b" sip:x SIP/2.0", True),
+            (b"SIP/2.0 200 OK", False),
+            (method.encode() + b"X", False),
+        ):
             header = bytes([0x40 | ihl]) + bytes(ihl * 4 - 1) + bytes(8)
             assert _u32_eval(expr, header + payload) is expect
 
@@ -422,8 +425,22 @@ def test_cleanup_discovers_one_faults_objects() -> None:
     assert rules.nft_fault_chains(NFT_LISTING, "aa") == ["f_aa_e0", "f_aa_act"]
     assert rules.nft_fault_chains(NFT_LISTING, None) == ["f_aa_e0", "f_bb_i0", "f_aa_act"]
     jumps, chains = rules.ipt_wobble(IPT_SAVE, "aa")
-    assert jumps == [("iptables", "-w", "-t", "mangle", "-D", "POSTROUTING", "-m", "comment", "--comment",
-                      "wobble:aa", "-j", "WOBBLE_aa_E")]  # fmt: skip
+    assert jumps == [
+        (
+            "iptables",
+            "-w",
+            "-t",
+            "mangle",
+            "-D",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "wobble:aa",
+            "-j",
+            "WOBBLE_aa_E",
+        )
+    ]
     assert chains == ["WOBBLE_aa_E"]
     jumps_all, chains_all = rules.ipt_wobble(IPT_SAVE, None)
     assert len(jumps_all) == 2 and chains_all == ["WOBBLE_aa_E", "WOBBLE_bb_I"]

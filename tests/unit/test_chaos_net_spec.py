@@ -119,8 +119,9 @@ def test_catalog_uses_the_spec() -> None:
     """The controller's catalog validates network faults through this model."""
     from chaos.catalog import FaultRequest, InvalidFault, ensure_fault_is_valid
 
-    ok = ensure_fault_is_valid(FaultRequest(kind="delay", target="sbc-a", duration_s=5, params={"ms": 200,
-                               "jitter_ms": 30}), ["sbc-a"])  # fmt: skip
+    ok = ensure_fault_is_valid(
+        FaultRequest(kind="delay", target="sbc-a", duration_s=5, params={"ms": 200, "jitter_ms": 30}), ["sbc-a"]
+    )
     assert ok.params["ms"] == 200 and ok.params["jitter_ms"] == 30
     with pytest.raises(InvalidFault, match=r"pct=150 is outside 0\.\.100"):
         ensure_fault_is_valid(FaultRequest(kind="loss", target="sbc-a", duration_s=5, params={"pct": 150}), ["sbc-a"])
@@ -131,8 +132,12 @@ def test_any_percentage_is_a_valid_loss(pct: float) -> None:
     assert parse_net_fault({"kind": "loss", "pct": pct}).pct == pct
 
 
-@given(st.one_of(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
-                 st.floats(min_value=100.000001, allow_nan=False, allow_infinity=False)))  # fmt: skip
+@given(
+    st.one_of(
+        st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=100.000001, allow_nan=False, allow_infinity=False),
+    )
+)
 def test_any_other_number_is_refused(pct: float) -> None:
     with pytest.raises(InvalidNetFault, match="pct="):
         parse_net_fault({"kind": "loss", "pct": pct})

@@ -16,8 +16,10 @@ def sh(script: str, what: str, **kw: object) -> Cmd:
 
 def test_run_cmd_statuses(tmp_path: Path) -> None:
     assert warden.run_cmd(sh("true", "ok")) == ("ran", "")
-    assert warden.run_cmd(sh("echo 'No such file or directory' >&2; exit 1", "gone",
-                             ok_errors=("No such file",)))[0] == "absent"  # fmt: skip
+    assert (
+        warden.run_cmd(sh("echo 'No such file or directory' >&2; exit 1", "gone", ok_errors=("No such file",)))[0]
+        == "absent"
+    )
     status, err = warden.run_cmd(sh("echo boom >&2; exit 3", "bad"))
     assert status == "failed" and "boom" in err
     assert warden.run_cmd(Cmd(("no-such-binary-xyz",), "missing"))[0] == "failed"
@@ -39,8 +41,14 @@ def test_apply_is_all_or_nothing(tmp_path: Path) -> None:
         sh("echo 'Exclusivity flag on' >&2; exit 2", "object c"),
         sh(f"touch {state}/d", "object d"),
     )
-    revert = tuple(sh(f"rm {state}/{n} 2>&1 || echo 'No such file or directory'; test ! -e {state}/{n}",
-                      f"rm {n}", ok_errors=("No such file",)) for n in "abcd")  # fmt: skip
+    revert = tuple(
+        sh(
+            f"rm {state}/{n} 2>&1 || echo 'No such file or directory'; test ! -e {state}/{n}",
+            f"rm {n}",
+            ok_errors=("No such file",),
+        )
+        for n in "abcd"
+    )
     p = Plan("x", "loss", "nft", apply, revert)
     with pytest.raises(warden.ApplyError) as err:
         warden.apply_plan(p)
@@ -67,8 +75,7 @@ def test_invalid_requests_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     base = ["apply", "--id", "abc", "--lease-dir", str(tmp_path)]
     assert warden.main([*base[:1], "--spec", '{"kind":"loss","pct":300}', *base[1:]]) == 2
     assert "pct=300 is outside 0..100" in capsys.readouterr().err
-    assert warden.main(["apply", "--spec", '{"kind":"loss","pct":3}', "--id", "a b", "--lease-dir",
-                        str(tmp_path)]) == 2  # fmt: skip
+    assert warden.main(["apply", "--spec", '{"kind":"loss","pct":3}', "--id", "a b", "--lease-dir", str(tmp_path)]) == 2
     assert warden.main([*base[:1], "--spec", "not json", *base[1:]]) == 2
 
 

@@ -214,8 +214,9 @@ def test_login_until_ok_retries_and_records_each_attempt(events_to_tmp: Path) ->
     async def check(client: TestClient[Any, Any]) -> None:
         url = str(client.make_url("/")).rstrip("/")
         async with aiohttp.ClientSession() as session:
-            res = await loginmod.login_until_ok(session, url, "a-007", "wobble", "region-b", retry_s=0.05,
-                                                on_attempt=lambda r: seen.append(r.ok))  # fmt: skip
+            res = await loginmod.login_until_ok(
+                session, url, "a-007", "wobble", "region-b", retry_s=0.05, on_attempt=lambda r: seen.append(r.ok)
+            )
         assert res.ok and res.token
 
     with_client(app, check)

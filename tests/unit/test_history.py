@@ -81,15 +81,18 @@ def test_every_invoke_ends_with_exactly_one_completion(hist: list[dict[str, Any]
     # once those runs are over too, what is left is exactly their open calls
     assert {r["call_id"] for r in history.recover(after)} == {
         c for c, inv in invokes.items() if inv["run_id"] in live and c not in before
-    }  # fmt: skip
+    }
     everything = hist + [{"ts": 99.0, "kind": "load_info", **r} for r in history.recover(hist)]
     assert set(_completions(everything).values()) <= {1} and set(_completions(everything)) == set(invokes)
     for r in recovered:
         inv = invokes[r["call_id"]]
         assert r["status"] == "info" and r["end_reason"] == "recovered" and r["recovered_by"] == "test"
         assert (r["run_id"], r["target"], r["t_invoke"], r["hold_s"]) == (
-            inv["run_id"], inv["target"], inv["t_invoke"], inv["hold_s"]
-        )  # fmt: skip
+            inv["run_id"],
+            inv["target"],
+            inv["t_invoke"],
+            inv["hold_s"],
+        )
         assert tuple(r)[: len(schema.CORE_FIELDS)] == schema.CORE_FIELDS and r["schema"] == schema.SCHEMA_VERSION
 
 
@@ -98,9 +101,7 @@ def test_every_invoke_ends_with_exactly_one_completion(hist: list[dict[str, Any]
 def test_invokes_written_after_the_cut_are_left_open(hist: list[dict[str, Any]], cut: float) -> None:
     recovered = history.recover(hist, before=cut)
     assert all(r["t_invoke"] < cut for r in recovered)
-    assert {r["call_id"] for r in recovered} == {
-        e["call_id"] for e in history.open_invokes(hist) if e["ts"] < cut
-    }  # fmt: skip
+    assert {r["call_id"] for r in recovered} == {e["call_id"] for e in history.open_invokes(hist) if e["ts"] < cut}
 
 
 def test_open_invokes_ignores_completion_order_and_other_kinds() -> None:

@@ -42,8 +42,9 @@ def _env(tmp: Path) -> dict[str, str]:
 def _wait_healthy(env: dict[str, str], log: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = subprocess.run([sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=10)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         if proc.returncode == 0:
             return
         time.sleep(0.2)
@@ -63,11 +64,33 @@ def test_load_on_loopback(tmp_path: Path) -> None:
     agent_log = tmp_path / "agents.log"
     with agent_log.open("ab") as fh:
         agents = subprocess.Popen(
-            [sys.executable, "-m", "agents.agent", "--region", "region-a", "--prefix", "a", "--count", str(AGENTS),
-             "--per-process", "4", "--proxy", "127.0.0.1", "--sip-port", str(AGENT_SIP), "--rtp-base", str(AGENT_RTP),
-             "--bind", "127.0.0.1", "--no-register"],
-            env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "agents.agent",
+                "--region",
+                "region-a",
+                "--prefix",
+                "a",
+                "--count",
+                str(AGENTS),
+                "--per-process",
+                "4",
+                "--proxy",
+                "127.0.0.1",
+                "--sip-port",
+                str(AGENT_SIP),
+                "--rtp-base",
+                str(AGENT_RTP),
+                "--bind",
+                "127.0.0.1",
+                "--no-register",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_healthy(env, agent_log)
         # Direct mode: an agent takes one call at a time, so rotate the calls over all 8 agents (each
@@ -75,10 +98,35 @@ def test_load_on_loopback(tmp_path: Path) -> None:
         targets: list[str] = []
         for n in range(AGENTS):
             targets += ["--target", f"sip:a-{n + 1:03d}@127.0.0.1:{AGENT_SIP + n // 4}"]
-        cmd = [sys.executable, "-m", "agents.load", *targets, "--cps", "2", "--duration", "6", "--hold-mean", "2",
-               "--hold-dist", "fixed", "--max-concurrent", "8", "--seed", "1", "--sip-port-base", str(LOAD_SIP),
-               "--rtp-base", str(LOAD_RTP), "--bind", "127.0.0.1", "--run-id", "looptest", "--json",
-               "--metrics-port", str(metrics_port)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "agents.load",
+            *targets,
+            "--cps",
+            "2",
+            "--duration",
+            "6",
+            "--hold-mean",
+            "2",
+            "--hold-dist",
+            "fixed",
+            "--max-concurrent",
+            "8",
+            "--seed",
+            "1",
+            "--sip-port-base",
+            str(LOAD_SIP),
+            "--rtp-base",
+            str(LOAD_RTP),
+            "--bind",
+            "127.0.0.1",
+            "--run-id",
+            "looptest",
+            "--json",
+            "--metrics-port",
+            str(metrics_port),
+        ]
         t0 = time.monotonic()
         with (tmp_path / "load.log").open("w+") as err:
             load = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)

@@ -67,9 +67,19 @@ def test_one_json_object_last_and_exit_1_when_a_committed_record_is_missing(
     events: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events.write_text(
-        json.dumps({"kind": "call", "call_id": "w1", "t_invoke": 2_000.0, "region": "region-a", "fate": "survived",
-                    "duration_s": 3.0, "t_end": 2_004.0}) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                "kind": "call",
+                "call_id": "w1",
+                "t_invoke": 2_000.0,
+                "region": "region-a",
+                "fate": "survived",
+                "duration_s": 3.0,
+                "t_end": 2_004.0,
+            }
+        )
+        + "\n"
+    )
     monkeypatch.setattr(sources, "read_live", lambda cfg, ep: Records())
     monkeypatch.setattr(sources, "created_at", lambda cfg, ep: 1_000.0)
     monkeypatch.setattr(gather, "origin_truth", lambda cfg, origin: (Records(frozenset({"w1"})), None))

@@ -14,10 +14,14 @@ from lab.records.errors import DbUnreachable
 
 def test_poll_sets_lag_and_written(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = config.load(config.DEFAULT_PATH)
-    monkeypatch.setattr(lag, "all_lags", lambda c: [
-        lag.Lag("region-a->region-b", "streaming", "async", 4096, 1.5),
-        lag.Lag("region-b->region-a", "promoted", None, None, None),
-    ])  # fmt: skip
+    monkeypatch.setattr(
+        lag,
+        "all_lags",
+        lambda c: [
+            lag.Lag("region-a->region-b", "streaming", "async", 4096, 1.5),
+            lag.Lag("region-b->region-a", "promoted", None, None, None),
+        ],
+    )
     counts = iter([{"cdr": 10, "recordings": 9}, {"cdr": 20, "recordings": 20}])
 
     def query(c: Any, ep: db.Endpoint, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

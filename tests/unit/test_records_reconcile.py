@@ -75,8 +75,12 @@ def test_live_calls_and_just_ended_calls_are_in_progress() -> None:
 
 
 def test_report_counts_problems_since_and_unexpected() -> None:
-    calls = [call("ok1"), call("lost", t_end=9_100), call("old", t_end=100.0),
-             PlacedCall("unanswered", "region-a", False, 0.0, 9_000.0, None, 9_001.0)]  # fmt: skip
+    calls = [
+        call("ok1"),
+        call("lost", t_end=9_100),
+        call("old", t_end=100.0),
+        PlacedCall("unanswered", "region-a", False, 0.0, 9_000.0, None, 9_001.0),
+    ]
     views = {"region-a": OriginView(have("ok1", "stray"), have("ok1", "lost", "stray"), crashed_at=9_500.0)}
     report = reconcile("region-b", calls, views, NOW, since=1_000.0)
     d = report.as_dict()
@@ -129,15 +133,22 @@ def test_every_answered_call_gets_exactly_one_class(
 def test_placed_calls_from_the_event_log() -> None:
     log = [
         {"kind": "call_invoke", "call_id": "w1", "t_invoke": 100.0},
-        {"kind": "call", "call_id": "w1", "t_invoke": 100.0, "region": "region-a", "fate": "survived",
-         "duration_s": 3.0, "answered_at": 101.0, "t_end": 104.0},
+        {
+            "kind": "call",
+            "call_id": "w1",
+            "t_invoke": 100.0,
+            "region": "region-a",
+            "fate": "survived",
+            "duration_s": 3.0,
+            "answered_at": 101.0,
+            "t_end": 104.0,
+        },
         {"kind": "load_invoke", "call_id": "l1", "t_invoke": 105.0},
         {"kind": "load_fail", "call_id": "l2", "t_invoke": 106.0, "region": None, "fate": None, "t_end": 107.0},
-        {"kind": "load_ok", "call_id": "l3", "t_invoke": 50.0, "region": "region-b", "fate": "survived",
-         "t_end": 60.0},
+        {"kind": "load_ok", "call_id": "l3", "t_invoke": 50.0, "region": "region-b", "fate": "survived", "t_end": 60.0},
         {"kind": "agent_call", "call_id": "w1"},
         {"kind": "call", "call_id": ""},
-    ]  # fmt: skip
+    ]
     calls = {c.call_id: c for c in from_events(log, since=90.0)}
     assert set(calls) == {"w1", "l1", "l2"}
     assert calls["w1"].answered and calls["w1"].talk_s == 3.0 and calls["w1"].t_answer == 101.0
@@ -157,12 +168,17 @@ def test_a_recorded_outage_stands_in_for_a_crash_after_the_region_is_back() -> N
 
 def test_outages_come_from_fault_events_on_the_region_its_pbx_or_its_database() -> None:
     evs = [
-        {"kind": "fault_apply", "fault": "region_down", "target": "region-a", "services": ["pbx-a", "db-a"],
-         "started_at": 30.0},
+        {
+            "kind": "fault_apply",
+            "fault": "region_down",
+            "target": "region-a",
+            "services": ["pbx-a", "db-a"],
+            "started_at": 30.0,
+        },
         {"kind": "fault_apply", "fault": "kill", "target": "db-a", "services": ["db-a"], "started_at": 10.0},
         {"kind": "fault_apply", "fault": "loss", "target": "pbx-a", "services": ["pbx-a"], "started_at": 20.0},
         {"kind": "fault_apply", "fault": "stop", "target": "pbx-b", "services": ["pbx-b"], "started_at": 40.0},
         {"kind": "fault_revert", "fault": "kill", "target": "db-a", "ts": 50.0},
-    ]  # fmt: skip
+    ]
     assert outages(evs, "region-a", "a") == (10.0, 30.0)
     assert outages(evs, "region-b", "b") == (40.0,)

@@ -96,15 +96,40 @@ def test_wobble_call_record_and_load_ok_share_the_core_and_the_version() -> None
 @pytest.mark.parametrize(
     ("caller", "status", "fate"),
     [
-        ({"final_code": 503, "final_reason": "Service Unavailable", "setup_ms": None, "end_reason": "rejected",
-          "rx_packets": 0, "tx_packets": 0, "reply_headers": {}, "region": None}, "fail", None),
-        ({"final_code": 0, "final_reason": "", "pdd_ms": None, "setup_ms": None, "end_reason": "no_response",
-          "rx_packets": 0, "tx_packets": 0, "reply_headers": {}, "region": None}, "fail", None),
+        (
+            {
+                "final_code": 503,
+                "final_reason": "Service Unavailable",
+                "setup_ms": None,
+                "end_reason": "rejected",
+                "rx_packets": 0,
+                "tx_packets": 0,
+                "reply_headers": {},
+                "region": None,
+            },
+            "fail",
+            None,
+        ),
+        (
+            {
+                "final_code": 0,
+                "final_reason": "",
+                "pdd_ms": None,
+                "setup_ms": None,
+                "end_reason": "no_response",
+                "rx_packets": 0,
+                "tx_packets": 0,
+                "reply_headers": {},
+                "region": None,
+            },
+            "fail",
+            None,
+        ),
         ({"end_reason": "remote_bye"}, "fail", "dropped"),
         ({"rx_packets": 0}, "fail", "one_way"),
         ({"rx_packets": 0, "tx_packets": 0}, "fail", "silent"),
     ],
-)  # fmt: skip
+)
 def test_outcomes_agree(caller: dict[str, Any], status: str, fate: str | None) -> None:
     call, load = _wobble_call(_caller(**caller)), _load_ok(_caller(**caller))
     for key in ("status", "fate", "mos", "final_code", "end_reason", "pdd_ms", "setup_ms"):

@@ -325,8 +325,13 @@ def test_entering_confirm_mode_proposes_unapplied_downs() -> None:
 
 def test_route_never_returns_none_and_prefers_the_least_bad() -> None:
     policy = Policy(CFG, t=0.0)
-    feed(policy, [*schedule(0.0, 20.0, fails=both_down(10.0, math.inf)),
-                  *schedule(0.0, 20.0, fails=both_down(11.0, math.inf), region=B)])  # fmt: skip
+    feed(
+        policy,
+        [
+            *schedule(0.0, 20.0, fails=both_down(10.0, math.inf)),
+            *schedule(0.0, 20.0, fails=both_down(11.0, math.inf), region=B),
+        ],
+    )
     assert policy.state(A) is State.DOWN and policy.state(B) is State.DOWN
     choice = policy.route_choice(20.0, random.Random(1))
     assert choice.region == A and choice.fallback  # all DOWN: configured order breaks the tie

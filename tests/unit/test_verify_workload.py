@@ -9,8 +9,15 @@ from lab.verify_workload import check
 
 
 def ok(cid: str, mos: float = 4.4, rx: int = 100) -> dict[str, Any]:
-    return {"kind": "load_ok", "run_id": "r1", "call_id": cid, "region": "region-a", "rx_packets": rx,
-            "tx_packets": 100, "mos": mos}  # fmt: skip
+    return {
+        "kind": "load_ok",
+        "run_id": "r1",
+        "call_id": cid,
+        "region": "region-a",
+        "rx_packets": rx,
+        "tx_packets": 100,
+        "mos": mos,
+    }
 
 
 def agent(cid: str, rx: int = 100) -> dict[str, Any]:

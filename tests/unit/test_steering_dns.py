@@ -95,8 +95,11 @@ def test_a_record_follows_routing_and_outside_is_refused() -> None:
 
 
 def test_srv_order_priority_then_weight() -> None:
-    recs = [SrvTarget(20, 1, 5060, "a", "region-a"), SrvTarget(10, 50, 5060, "b", "region-b"),
-            SrvTarget(10, 50, 5060, "c", "region-c")]  # fmt: skip
+    recs = [
+        SrvTarget(20, 1, 5060, "a", "region-a"),
+        SrvTarget(10, 50, 5060, "b", "region-b"),
+        SrvTarget(10, 50, 5060, "c", "region-c"),
+    ]
     firsts = {order_srv(recs, random.Random(seed))[0].host for seed in range(50)}
     assert firsts == {"b", "c"}
     assert all(order_srv(recs, random.Random(s))[-1].host == "a" for s in range(20))

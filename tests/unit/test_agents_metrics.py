@@ -24,15 +24,26 @@ def _value(reg: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def _result(**kw: Any) -> dict[str, Any]:
-    base = {"final_code": 200, "final_reason": "OK", "pdd_ms": 120.0, "setup_ms": 300.0, "duration_s": 2.0,
-            "rx_packets": 100, "tx_packets": 100, "loss_pct": 0.0, "jitter_ms": 0.5, "end_reason": "caller_bye",
-            "reply_headers": {"X-Wobble-Region": "region-b"}}  # fmt: skip
+    base = {
+        "final_code": 200,
+        "final_reason": "OK",
+        "pdd_ms": 120.0,
+        "setup_ms": 300.0,
+        "duration_s": 2.0,
+        "rx_packets": 100,
+        "tx_packets": 100,
+        "loss_pct": 0.0,
+        "jitter_ms": 0.5,
+        "end_reason": "caller_bye",
+        "reply_headers": {"X-Wobble-Region": "region-b"},
+    }
     return {**base, **kw}
 
 
 def _rec(result: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
-    args: dict[str, Any] = dict(run_id="r", call_id="l1", hold_s=2.0, chosen_by="http", worker=0, t_invoke=1.0,
-                                t_end=4.0, result=result)  # fmt: skip
+    args: dict[str, Any] = dict(
+        run_id="r", call_id="l1", hold_s=2.0, chosen_by="http", worker=0, t_invoke=1.0, t_end=4.0, result=result
+    )
     return loadmodel.call_record(**{**args, **kw})
 
 
@@ -62,9 +73,13 @@ def test_load_metrics_from_records() -> None:
     assert _value(reg, "wobble_call_attempts_total", region="region-b", chosen_by="http") == 2
     assert _value(reg, "wobble_call_attempts_total", region="none", chosen_by="http") == 1
     outcomes = {
-        ("ok", "caller_bye"): 2, ("fail", "503"): 1, ("fail", "dropped"): 1, ("fail", "no_route"): 1,
-        ("info", "worker_lost"): 1, ("info", "recovered"): 1,
-    }  # fmt: skip
+        ("ok", "caller_bye"): 2,
+        ("fail", "503"): 1,
+        ("fail", "dropped"): 1,
+        ("fail", "no_route"): 1,
+        ("info", "worker_lost"): 1,
+        ("info", "recovered"): 1,
+    }
     for (outcome, reason), n in outcomes.items():
         assert _value(reg, "wobble_call_outcomes_total", outcome=outcome, reason=reason) == n, (outcome, reason)
     # PDD: the calls that rang (4: two ok, the 503 and the dropped one had a pdd; no_route had none)
@@ -89,11 +104,26 @@ def test_mos_buckets_cover_the_e_model_range() -> None:
     assert metrics.MOS_BUCKETS[0] == 1.0 and metrics.MOS_BUCKETS[-1] >= 4.5
 
 
-def _status(pid: int, counters: WorkerCounters, *, registered: int = 2, updated: float = 100.0,
-            state: str = "running", direct: bool = False) -> dict[str, Any]:  # fmt: skip
+def _status(
+    pid: int,
+    counters: WorkerCounters,
+    *,
+    registered: int = 2,
+    updated: float = 100.0,
+    state: str = "running",
+    direct: bool = False,
+) -> dict[str, Any]:
     agents = {f"a-00{i}": {"code": 200 if i <= registered else 0, "active": i <= registered} for i in range(1, 3)}
-    return {"worker": 0, "pid": pid, "state": state, "region": "region-a", "updated": updated, "direct": direct,
-            "agents": agents, "counters": counters.as_dict()}  # fmt: skip
+    return {
+        "worker": 0,
+        "pid": pid,
+        "state": state,
+        "region": "region-a",
+        "updated": updated,
+        "direct": direct,
+        "agents": agents,
+        "counters": counters.as_dict(),
+    }
 
 
 def test_worker_counters() -> None:
@@ -105,8 +135,11 @@ def test_worker_counters() -> None:
     c.call_ended({"screen_pop": "late"})
     c.call_ended({"screen_pop": "none"})
     c.call_ended({})
-    assert c.as_dict() == {"logins": {"ok": 1, "fail": 2}, "calls_answered": 1,
-                           "screen_pops": {"ok": 0, "late": 1, "fallback": 0, "none": 2}}  # fmt: skip
+    assert c.as_dict() == {
+        "logins": {"ok": 1, "fail": 2},
+        "calls_answered": 1,
+        "screen_pops": {"ok": 0, "late": 1, "fallback": 0, "none": 2},
+    }
 
 
 def test_agent_metrics_from_worker_status_files() -> None:

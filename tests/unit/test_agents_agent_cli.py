@@ -48,10 +48,17 @@ def _outcome(**kw: object) -> CallOutcome:
 
 def test_result_answered_call() -> None:
     out = _outcome(
-        final_code=200, final_reason="OK", response_seen=True, pdd_ms=12.0, setup_ms=220.0, duration_s=5.0,
-        end_reason="caller_bye", reply_headers={"X-Wobble-Region": "region-b"}, sip_call_id="abc",
+        final_code=200,
+        final_reason="OK",
+        response_seen=True,
+        pdd_ms=12.0,
+        setup_ms=220.0,
+        duration_s=5.0,
+        end_reason="caller_bye",
+        reply_headers={"X-Wobble-Region": "region-b"},
+        sip_call_id="abc",
         stats=RtpStats(rx_packets=250, tx_packets=251, rx_lost=0, loss_pct=0.0, jitter_ms=0.4),
-    )  # fmt: skip
+    )
     rec = caller.result_dict("w1", "sip:support@x", out)
     assert rec["final_code"] == 200 and rec["region"] == "region-b" and rec["end_reason"] == "caller_bye"
     assert rec["rx_packets"] == 250 and rec["tx_packets"] == 251 and rec["jitter_ms"] == 0.4
@@ -119,8 +126,17 @@ def test_agent_names_and_headers() -> None:
 
 def test_agent_event_record() -> None:
     stats = RtpStats(rx_packets=225, tx_packets=226, rx_lost=2, loss_pct=0.881, jitter_ms=1.0)
-    out = CallOutcome(handle=3, direction="in", account="a-002", lab_call_id="w9", sip_call_id="sid",
-                      final_code=200, duration_s=4.5, end_reason="remote_bye", stats=stats)  # fmt: skip
+    out = CallOutcome(
+        handle=3,
+        direction="in",
+        account="a-002",
+        lab_call_id="w9",
+        sip_call_id="sid",
+        final_code=200,
+        duration_s=4.5,
+        end_reason="remote_bye",
+        stats=stats,
+    )
     ev = agent.agent_event(out, "region-a", 0)
     assert ev["call_id"] == "w9" and ev["agent"] == "a-002" and ev["agent_region"] == "region-a"
     assert ev["rx_packets"] == 225 and ev["loss_pct"] == 0.881 and ev["duration_s"] == 4.5

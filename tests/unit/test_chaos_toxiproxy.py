@@ -224,8 +224,14 @@ def test_proxy_lifecycle_create_list_disable_enable_destroy(api: Toxiproxy, echo
     listed = api.proxies()
     assert set(listed) == {"echo"} and listed["echo"].listen == proxy.listen
     shown = APIConsumer.get("/proxies/echo").json()
-    assert shown == {"name": "echo", "listen": proxy.listen, "upstream": f"127.0.0.1:{echo}", "enabled": True,
-                     "protocol": "tcp", "toxics": []}  # fmt: skip
+    assert shown == {
+        "name": "echo",
+        "listen": proxy.listen,
+        "upstream": f"127.0.0.1:{echo}",
+        "enabled": True,
+        "protocol": "tcp",
+        "toxics": [],
+    }
     assert echo_rtt(port) >= 0
 
     held = connect(port)
@@ -343,8 +349,13 @@ def test_toxic_add_show_update_remove_and_reset(api: Toxiproxy, echo: int) -> No
     assert toxics["slow_up"].stream == "upstream" and toxics["slow_up"].toxicity == 0.5
     assert toxics["latency_downstream"].attributes == {"latency": 100, "jitter": 10}
     shown = APIConsumer.get("/proxies/tox/toxics/slow_up").json()
-    assert shown == {"name": "slow_up", "type": "bandwidth", "stream": "upstream", "toxicity": 0.5,
-                     "attributes": {"rate": 64}}  # fmt: skip
+    assert shown == {
+        "name": "slow_up",
+        "type": "bandwidth",
+        "stream": "upstream",
+        "toxicity": 0.5,
+        "attributes": {"rate": 64},
+    }
 
     # Update merges attributes and may change toxicity; nothing else.
     updated = APIConsumer.post("/proxies/tox/toxics/latency_downstream", json={"attributes": {"latency": 250}}).json()
@@ -518,9 +529,9 @@ def test_http_error_answers_instead_of_forwarding(api: Toxiproxy, http_upstream:
 
 def udp_proxy(name: str, upstream_port: int) -> tuple[Any, int]:
     body = APIConsumer.post(
-        "/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}",
-                          "protocol": "udp"},
-    ).json()  # fmt: skip
+        "/proxies",
+        json={"name": name, "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}", "protocol": "udp"},
+    ).json()
     assert body["protocol"] == "udp" and body["enabled"] is True
     proxy = Toxiproxy().get_proxy(name)
     return proxy, port_of(proxy)
@@ -618,16 +629,27 @@ def test_cli_config_file_and_sigterm(tmp_path: Path, echo: int, udp_echo: int) -
     tcp_listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     udp_listen = f"127.0.0.1:{free_port()}"
     config = tmp_path / "proxies.json"
-    config.write_text(json.dumps([
-        {"name": "tcp", "listen": tcp_listen, "upstream": f"127.0.0.1:{echo}", "enabled": True},
-        {"name": "udp", "listen": udp_listen, "upstream": f"127.0.0.1:{udp_echo}", "enabled": True,
-         "protocol": "udp"},
-    ]))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            [
+                {"name": "tcp", "listen": tcp_listen, "upstream": f"127.0.0.1:{echo}", "enabled": True},
+                {
+                    "name": "udp",
+                    "listen": udp_listen,
+                    "upstream": f"127.0.0.1:{udp_echo}",
+                    "enabled": True,
+                    "protocol": "udp",
+                },
+            ]
+        )
+    )
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "chaos.toxiproxy", "--port", str(api_port), "--config", str(config)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     saved = (APIConsumer.host, APIConsumer.port)
     try:
         client = Toxiproxy()
@@ -656,6 +678,9 @@ def test_cli_refuses_a_bad_config(tmp_path: Path) -> None:
     config.write_text(json.dumps([{"name": "x", "listen": "127.0.0.1:0"}]))
     run = subprocess.run(
         [sys.executable, "-m", "chaos.toxiproxy", "-port", "0", "-config", str(config)],  # upstream's flags
-        cwd=ROOT, capture_output=True, text=True, timeout=20,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert run.returncode == 1 and "missing required field: upstream at proxy 1" in run.stderr
