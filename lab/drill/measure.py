@@ -669,8 +669,14 @@ def steady_state(
     ]
     if pdd_p95_max_ms is not None:
         p = percentile((r.get("pdd_ms") for r in rs), 95)
-        out.append({"name": "pdd_p95_max_ms", "value": p, "limit": pdd_p95_max_ms,
-                    "pass": p is not None and p <= pdd_p95_max_ms})  # fmt: skip
+        out.append(
+            {
+                "name": "pdd_p95_max_ms",
+                "value": p,
+                "limit": pdd_p95_max_ms,
+                "pass": p is not None and p <= pdd_p95_max_ms,
+            }
+        )
     if mos_p5_min is not None:
         m = percentile((r.get("mos") for r in rs if r.get("fate")), 5)
         out.append({"name": "mos_p5_min", "value": m, "limit": mos_p5_min, "pass": m is not None and m >= mos_p5_min})

@@ -24,8 +24,13 @@ from typing import Any
 from lab.drill.verdict import describe_slo
 
 STATE_COLORS = {"UP": "#4caf50", "SUSPECT": "#ffb300", "DOWN": "#e53935"}
-VERDICT_COLORS = {"pass": "#2e7d32", "fail": "#c62828", "aborted": "#ef6c00", "invalid": "#6a1b9a",
-                  "incomplete": "#546e7a"}  # fmt: skip
+VERDICT_COLORS = {
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "aborted": "#ef6c00",
+    "invalid": "#6a1b9a",
+    "incomplete": "#546e7a",
+}
 
 
 def stamp(t: float) -> str:
@@ -231,8 +236,11 @@ def plots(summary: Mapping[str, Any]) -> dict[str, str]:
     sax = axes[1]
     for i, region in enumerate(regions):
         for span in series["steering"][region]:
-            sax.broken_barh([(span["from"], span["to"] - span["from"])], (i - 0.4, 0.8),
-                            color=STATE_COLORS.get(span["state"], "#9e9e9e"))  # fmt: skip
+            sax.broken_barh(
+                [(span["from"], span["to"] - span["from"])],
+                (i - 0.4, 0.8),
+                color=STATE_COLORS.get(span["state"], "#9e9e9e"),
+            )
     sax.set_yticks(range(len(regions)), regions, fontsize=8)
     sax.set_xlabel("seconds since traffic start")
     out["success"] = _png(fig)
@@ -248,7 +256,8 @@ def plots(summary: Mapping[str, Any]) -> dict[str, str]:
         if pts:
             max_.plot([p[0] for p in pts], [p[1] for p in pts], ".", ms=4, color=color)
     pax.set_ylabel("PDD (ms)")
-    pax.legend(fontsize=7, loc="upper left")
+    if pax.get_legend_handles_labels()[0]:
+        pax.legend(fontsize=7, loc="upper left")
     max_.set_ylabel("MOS")
     max_.set_ylim(1, 4.6)
     max_.set_xlabel("seconds since traffic start (call placed)")
@@ -324,8 +333,20 @@ def render_html(summary: Mapping[str, Any]) -> str:
         for f in summary.get("faults", [])
     )
     m = summary.get("metrics", {})
-    keys = ("rto_s", "failed_new_calls", "harness_failed", "false_failovers", "flips", "detection_s", "decision_s",
-            "operator_wait_s", "new_call_success", "attempts", "ok", "rpo_records")  # fmt: skip
+    keys = (
+        "rto_s",
+        "failed_new_calls",
+        "harness_failed",
+        "false_failovers",
+        "flips",
+        "detection_s",
+        "decision_s",
+        "operator_wait_s",
+        "new_call_success",
+        "attempts",
+        "ok",
+        "rpo_records",
+    )
     mrows = "".join(f"<tr><td>{k}</td><td>{e(_fmt(m.get(k), '', 3))}</td></tr>" for k in keys if k in m)
     color = VERDICT_COLORS.get(verdict, "#000")
     return f"""<!DOCTYPE html>

@@ -93,8 +93,9 @@ def seconds(value: Any) -> float:
         return float(value)
     m = _DURATION.match(str(value))
     if not m:
-        raise PydanticCustomError("duration", "'{v}' is not a duration; write seconds or e.g. 30s, 500ms, 2m",
-                                  {"v": str(value)})  # fmt: skip
+        raise PydanticCustomError(
+            "duration", "'{v}' is not a duration; write seconds or e.g. 30s, 500ms, 2m", {"v": str(value)}
+        )
     return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
@@ -170,8 +171,9 @@ class LoadProfile(Strict):
         for region, n in v.items():
             _check_region(region)
             if n < 0:
-                raise PydanticCustomError("agents", "agents per region cannot be negative ({r}: {n})",
-                                          {"r": region, "n": n})  # fmt: skip
+                raise PydanticCustomError(
+                    "agents", "agents per region cannot be negative ({r}: {n})", {"r": region, "n": n}
+                )
         return v
 
     def shares(self) -> dict[str, float]:
@@ -528,8 +530,12 @@ def load(path: Path) -> Scenario:
         lines: dict[Path_, int] = {}
         if node is not None:
             _line_map(node, (), lines, [])
-        raise ScenarioError([f"{shown}:{_line_of(lines, ('name',))}: name: {scn.name!r} must be the file's name "
-                             f"{path.stem!r} (drills are run by name)"])  # fmt: skip
+        raise ScenarioError(
+            [
+                f"{shown}:{_line_of(lines, ('name',))}: name: {scn.name!r} must be the file's name "
+                f"{path.stem!r} (drills are run by name)"
+            ]
+        )
     return scn
 
 

@@ -28,6 +28,19 @@ DRILLS: Path = ROOT / "drills"
 REGIONS: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in REGION_SERVICES.items()}
 
 
+def region_of_uri(uri: str | None) -> str | None:
+    """The region whose SBC a request URI (sip:support@10.77.0.11:5060) points at; None if none."""
+    if not uri:
+        return None
+    from lab.topology import Topology
+
+    host = str(uri).split("@", 1)[-1].split(";", 1)[0].rsplit(":", 1)[0]
+    for r in Topology.default().regions:
+        if host in (r.sbc_carrier_ip, r.sbc_region_ip):
+            return r.name
+    return None
+
+
 def lab_services() -> tuple[str, ...]:
     """The compose services of the lab (what a fault may target)."""
     from lab.lifecycle import SERVICES

@@ -37,12 +37,21 @@ def call(
     setup = setup_ms if setup_ms is not None else (300.0 if answered else None)
     end = t_end if t_end is not None else T0 + t + (hold + (setup or 0) / 1000 if answered else 2.0)
     rec = schema.core_record(
-        run_id=run_id, call_id=cid, status=status, final_code=200 if answered else 0,
-        region=region if answered else None, chosen_by="http", pdd_ms=pdd_ms if answered else None,
-        setup_ms=setup, hold_s=hold,
-        end_reason=reason, fate=fate if answered else None, mos=mos if answered else None,
-        t_invoke=T0 + t, t_end=end,
-    )  # fmt: skip
+        run_id=run_id,
+        call_id=cid,
+        status=status,
+        final_code=200 if answered else 0,
+        region=region if answered else None,
+        chosen_by="http",
+        pdd_ms=pdd_ms if answered else None,
+        setup_ms=setup,
+        hold_s=hold,
+        end_reason=reason,
+        fate=fate if answered else None,
+        mos=mos if answered else None,
+        t_invoke=T0 + t,
+        t_end=end,
+    )
     rec["steered_region"] = steered or region
     if whose is not None:
         rec["whose"] = whose
@@ -55,9 +64,15 @@ def invoke(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def fault(
-    fid: str, kind: str, target: str, start: float, end: float | None, params: dict[str, Any] | None = None,
-    warden_exit: int | None = 0, reason: str = "lease missing",
-) -> list[dict[str, Any]]:  # fmt: skip
+    fid: str,
+    kind: str,
+    target: str,
+    start: float,
+    end: float | None,
+    params: dict[str, Any] | None = None,
+    warden_exit: int | None = 0,
+    reason: str = "lease missing",
+) -> list[dict[str, Any]]:
     """fault_invoke/apply (at T0 + start), fault_revert/end (at T0 + end, if given)."""
     p = params or {}
     base = {"id": fid, "fault": kind, "target": target, "params": p}
@@ -71,18 +86,45 @@ def fault(
     return out
 
 
-def decision(t: float, region: str, before: str, after: str, rule: str = "consecutive-failures-both-vantages",
-             **extra: Any) -> dict[str, Any]:  # fmt: skip
-    return {"ts": T0 + t, "kind": "steering_decision", "t": T0 + t, "region": region, "before": before,
-            "after": after, "rule": rule, "mode": "auto", "applied": True, "approved_by": None,
-            "wait_s": None, "decision": "health", **extra}  # fmt: skip
+def decision(
+    t: float, region: str, before: str, after: str, rule: str = "consecutive-failures-both-vantages", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "ts": T0 + t,
+        "kind": "steering_decision",
+        "t": T0 + t,
+        "region": region,
+        "before": before,
+        "after": after,
+        "rule": rule,
+        "mode": "auto",
+        "applied": True,
+        "approved_by": None,
+        "wait_s": None,
+        "decision": "health",
+        **extra,
+    }
 
 
 def login(t: float, ok: bool, region: str = "region-a") -> dict[str, Any]:
-    return {"ts": T0 + t, "kind": "agent_login", "agent": "a-001", "region": region, "ok": ok, "latency_ms": 20.0,
-            "error": None if ok else "http 503", "relogin": False}  # fmt: skip
+    return {
+        "ts": T0 + t,
+        "kind": "agent_login",
+        "agent": "a-001",
+        "region": region,
+        "ok": ok,
+        "latency_ms": 20.0,
+        "error": None if ok else "http 503",
+        "relogin": False,
+    }
 
 
 def agent_call(t: float, pop: str = "ok") -> dict[str, Any]:
-    return {"ts": T0 + t, "kind": "agent_call", "agent": "a-001", "agent_region": "region-a", "final_code": 200,
-            "screen_pop": pop}  # fmt: skip
+    return {
+        "ts": T0 + t,
+        "kind": "agent_call",
+        "agent": "a-001",
+        "agent_region": "region-a",
+        "final_code": 200,
+        "screen_pop": pop,
+    }

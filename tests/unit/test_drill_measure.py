@@ -184,16 +184,19 @@ def test_region_share() -> None:
 
 
 def test_steering_detection_decision_flips_false_failovers() -> None:
-    faults = measure.fault_windows(fault("f1", "kill", "sbc-a", 10, 40) + fault("f2", "sip_drop", "sbc-b", 50, 80,
-                                   {"method": "OPTIONS"}))  # fmt: skip
-    decs = measure.decisions([
-        decision(10.5, A, "UP", "SUSPECT"),
-        decision(10.9, A, "SUSPECT", "DOWN"),
-        decision(55, B, "UP", "SUSPECT", rule="probes-fail-calls-succeed"),
-        decision(60, B, "SUSPECT", "DOWN", rule="failure-ratio"),  # OPTIONS dropped only: false failover
-        decision(75, B, "DOWN", "UP", rule="recovered-after-hold"),
-        decision(90, A, "DOWN", "UP", rule="recovered-after-hold"),
-    ])  # fmt: skip
+    faults = measure.fault_windows(
+        fault("f1", "kill", "sbc-a", 10, 40) + fault("f2", "sip_drop", "sbc-b", 50, 80, {"method": "OPTIONS"})
+    )
+    decs = measure.decisions(
+        [
+            decision(10.5, A, "UP", "SUSPECT"),
+            decision(10.9, A, "SUSPECT", "DOWN"),
+            decision(55, B, "UP", "SUSPECT", rule="probes-fail-calls-succeed"),
+            decision(60, B, "SUSPECT", "DOWN", rule="failure-ratio"),  # OPTIONS dropped only: false failover
+            decision(75, B, "DOWN", "UP", rule="recovered-after-hold"),
+            decision(90, A, "DOWN", "UP", rule="recovered-after-hold"),
+        ]
+    )
     m = measure.steering_metrics(decs, faults, [A, B], grace_s=5)
     f1 = m["per_fault"][0]
     assert f1["regions"] == [A] and f1["detection_s"] == 0.5 and f1["decision_s"] == 0.9
@@ -205,11 +208,22 @@ def test_steering_detection_decision_flips_false_failovers() -> None:
 
 def test_confirm_mode_operator_wait_and_who() -> None:
     faults = measure.fault_windows(fault("f1", "kill", "sbc-a", 10, 40))
-    decs = measure.decisions([
-        decision(11, A, "SUSPECT", "DOWN", rule="mode-confirm-proposes-down", applied=False, mode="confirm"),
-        decision(19, A, "DOWN", "DOWN", rule="operator-approved", approved_by="drill", wait_s=8.0, mode="confirm",
-                 decision="approval"),
-    ])  # fmt: skip
+    decs = measure.decisions(
+        [
+            decision(11, A, "SUSPECT", "DOWN", rule="mode-confirm-proposes-down", applied=False, mode="confirm"),
+            decision(
+                19,
+                A,
+                "DOWN",
+                "DOWN",
+                rule="operator-approved",
+                approved_by="drill",
+                wait_s=8.0,
+                mode="confirm",
+                decision="approval",
+            ),
+        ]
+    )
     m = measure.steering_metrics(decs, faults, [A, B])
     assert m["per_fault"][0]["decision_s"] == 9.0  # the approval moved the traffic, not the proposal
     assert m["operator_wait_s"] == 8.0
@@ -217,8 +231,9 @@ def test_confirm_mode_operator_wait_and_who() -> None:
 
 
 def test_state_timeline() -> None:
-    decs = measure.decisions([decision(10, A, "UP", "SUSPECT"), decision(11, A, "SUSPECT", "DOWN"),
-                              decision(30, A, "DOWN", "UP")])  # fmt: skip
+    decs = measure.decisions(
+        [decision(10, A, "UP", "SUSPECT"), decision(11, A, "SUSPECT", "DOWN"), decision(30, A, "DOWN", "UP")]
+    )
     tl = measure.state_timeline(decs, [A, B], T0, T0 + 40)
     assert [s["state"] for s in tl[A]] == ["UP", "SUSPECT", "DOWN", "UP"]
     assert tl[A][2] == {"from": 11.0, "to": 30.0, "state": "DOWN"}
@@ -226,8 +241,15 @@ def test_state_timeline() -> None:
 
 
 def test_supporting_tier() -> None:
-    evs = [login(1, True), login(2, True), login(3, False), agent_call(4, "ok"), agent_call(5, "fallback"),
-           agent_call(6, "late"), agent_call(7, "none")]  # fmt: skip
+    evs = [
+        login(1, True),
+        login(2, True),
+        login(3, False),
+        agent_call(4, "ok"),
+        agent_call(5, "fallback"),
+        agent_call(6, "late"),
+        agent_call(7, "none"),
+    ]
     lg = measure.agent_logins(evs)
     assert (lg["attempts"], lg["ok"], lg["ratio"], lg["errors"]) == (3, 2, 0.6667, {"http 503": 1})
     sp = measure.screen_pops(evs)
@@ -275,8 +297,11 @@ def _crash_log() -> list[dict[str, Any]]:
     evs.append(call(18.5, "fail", fate="dropped", end_reason="media_timeout", hold=10))  # in flight at the kill
     evs.append(call(30, "fail", end_reason="capacity"))  # the harness's, not a customer's
     evs += fault("f1", "kill", "sbc-a", 20, 40)
-    evs += [decision(20.9, A, "UP", "SUSPECT"), decision(20.9, A, "SUSPECT", "DOWN"),
-            decision(55, A, "DOWN", "UP", rule="recovered-after-hold")]  # fmt: skip
+    evs += [
+        decision(20.9, A, "UP", "SUSPECT"),
+        decision(20.9, A, "SUSPECT", "DOWN"),
+        decision(55, A, "DOWN", "UP", rule="recovered-after-hold"),
+    ]
     evs += [login(5, True), agent_call(10, "ok")]
     return evs
 

@@ -30,14 +30,30 @@ def _run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     faults = measure.fault_windows(evs, ["f1"])
     m = measure.run_metrics(evs, faults, T0, T0 + 40, window_s=5, ratio=0.9, grace_s=5)
     slos = verdict.evaluate_slos(
-        [("critical", "rto_max_s", 10.0), ("critical", "failed_new_calls_max", 1.0),
-         ("critical", "false_failovers_max", 0.0), ("supporting", "screen_pop_fallback_max", 0.9)], m)  # fmt: skip
+        [
+            ("critical", "rto_max_s", 10.0),
+            ("critical", "failed_new_calls_max", 1.0),
+            ("critical", "false_failovers_max", 0.0),
+            ("supporting", "screen_pop_fallback_max", 0.9),
+        ],
+        m,
+    )
     proofs = [verdict.fault_proof(f, measure.call_records(evs), measure.decisions(evs), [A, B]) for f in faults]
     v, why = verdict.decide(slos=slos, faults=proofs, harness_invalid=False, steady_before=None, steady_after=None)
     summary = report.build_summary(
-        scenario="region-crash", description="d", seed=13, commit="abc123", verdict=v, reason=why, t0=T0,
-        t_end=T0 + 40, metrics=m, slos=slos, faults=proofs, phases=[{"t": T0 + 10, "phase": "method"}],
-    )  # fmt: skip
+        scenario="region-crash",
+        description="d",
+        seed=13,
+        commit="abc123",
+        verdict=v,
+        reason=why,
+        t0=T0,
+        t_end=T0 + 40,
+        metrics=m,
+        slos=slos,
+        faults=proofs,
+        phases=[{"t": T0 + 10, "phase": "method"}],
+    )
     return evs, summary
 
 
@@ -93,6 +109,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
     dom = subprocess.run(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", (out / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert dom.count("<img") == 3 and "data:image/png" in dom

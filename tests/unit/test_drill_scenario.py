@@ -52,8 +52,11 @@ def test_a_good_scenario_loads(tmp_path: Path) -> None:
     assert scn.method[0].for_s == 30.0 and scn.method[0].at == 5.0
     assert scn.method[1].params == {"pct": 10}
     assert scn.load.shares() == {"http": 0.75, "sticky": 0.25}
-    assert scn.slos.items() == [("critical", "rto_max_s", 15.0), ("critical", "false_failovers_max", 0.0),
-                                ("supporting", "agent_login_success_min", 0.9)]  # fmt: skip
+    assert scn.slos.items() == [
+        ("critical", "rto_max_s", 15.0),
+        ("critical", "false_failovers_max", 0.0),
+        ("supporting", "agent_login_success_min", 0.9),
+    ]
     assert scn.method_span_s == 35.0
     assert scn.recovery_ratio == 0.95
 

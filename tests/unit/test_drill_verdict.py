@@ -23,8 +23,13 @@ def test_slo_max_and_min_and_no_data() -> None:
 def test_evaluate_slos_and_rto_never_recovered() -> None:
     metrics = {"rto_s": 40.0, "rto_recovered": False, "failed_new_calls": 3, "false_failovers": 0}
     res = verdict.evaluate_slos(
-        [("critical", "rto_max_s", 60.0), ("critical", "failed_new_calls_max", 5.0),
-         ("critical", "false_failovers_max", 0.0)], metrics)  # fmt: skip
+        [
+            ("critical", "rto_max_s", 60.0),
+            ("critical", "failed_new_calls_max", 5.0),
+            ("critical", "false_failovers_max", 0.0),
+        ],
+        metrics,
+    )
     assert [r["pass"] for r in res] == [False, True, True]
     assert "never recovered" in res[0]["note"]
     assert all({"name", "value", "limit", "pass"} <= set(r) for r in res)
