@@ -11,6 +11,7 @@ import typer
 
 from lab import lifecycle
 from lab.call import place_call
+from lab.cli_drill import drill_app
 from lab.cli_fault import fault_app
 from lab.cli_records import records_app
 from lab.errors import BadInput, HealthTimeout, WobbleError
@@ -127,6 +128,7 @@ def load(
 
 app.add_typer(fault_app, name="fault")
 app.add_typer(records_app, name="records")
+app.add_typer(drill_app, name="drill")
 
 events_app = typer.Typer(no_args_is_help=True, help="The lab's event log (var/events.jsonl).")
 app.add_typer(events_app, name="events")

@@ -31,7 +31,7 @@ from lab.drill.scenario import FaultStep, Scenario
 #: (failures are known within seconds; successes only when the call ends).
 PROVISIONAL_OK_S = 6.0
 #: How long to wait for the calls of a steady-state window to complete before judging it.
-SETTLE_MAX_S = 20.0
+SETTLE_MAX_S = 12.0
 TICK_S = 1.0
 
 
