@@ -141,6 +141,7 @@ class FaultWindow:
     revert_failed: str | None = None
     warden_exit: int | None = None
     ended: bool = False  # fault_end seen
+    revert_logged: bool = False  # the warden's own fault_revert seen
 
     @property
     def applied(self) -> bool:
@@ -182,6 +183,7 @@ def fault_windows(events: Iterable[Event], ids: Sequence[str] | None = None) -> 
         elif kind == "fault_revert":
             d["end"] = min(d.get("end", math.inf), ts)
             d["revert_reason"] = e.get("reason")
+            d["revert_logged"] = True
         elif kind == "fault_revert_failed":
             d["revert_failed"] = str(e.get("error") or "revert failed")
             d["end"] = min(d.get("end", math.inf), ts)
@@ -210,6 +212,7 @@ def fault_windows(events: Iterable[Event], ids: Sequence[str] | None = None) -> 
                 revert_failed=d.get("revert_failed"),
                 warden_exit=d.get("warden_exit"),
                 ended=bool(d.get("ended")),
+                revert_logged=bool(d.get("revert_logged")),
             )
         )
     return out

@@ -238,6 +238,7 @@ class Runner:
         self.timeline: list[dict[str, Any]] = []
         self.phases: list[dict[str, Any]] = []
         self.aborts: list[dict[str, Any]] = []
+        self.failed_asks: list[dict[str, Any]] = []
         self.t0 = 0.0
         self.t_measure = 0.0
         self.steady_before: list[dict[str, Any]] | None = None
@@ -317,6 +318,8 @@ class Runner:
                 not_ready = str(exc)
         except (asyncio.CancelledError, KeyboardInterrupt):
             interrupted = f"interrupted during {self.live.phase} (Ctrl-C or SIGTERM); every fault reverted"
+        except Exception as exc:  # an operation failed (steering, traffic, ...): stop, revert, report
+            interrupted = f"stopped by an error during {self.live.phase}: {exc}; every fault reverted"
         finally:
             outcome = await asyncio.shield(self._finish(interrupted, not_ready, aborted))
             self.state.clear()
@@ -434,7 +437,7 @@ class Runner:
             for fid, f in self.applied.items():
                 if fid not in self.reverted and now >= f["ends"] + 1.0:
                     await self._remove(fid)
-            if not todo and now >= last_end:
+            if not todo and now >= last_end and all(now >= f["ends"] for f in self.applied.values()):
                 return None
             await self.s.clock.sleep(TICK_S)
             self._pull()
@@ -452,7 +455,20 @@ class Runner:
                 "params": dict(step.params),
             }
         )
-        fid = await self.s.chaos.add(step.kind, step.target, step.for_s, dict(step.params))
+        try:
+            fid = await self.s.chaos.add(step.kind, step.target, step.for_s, dict(step.params))
+        except Exception as exc:  # refused or failed to apply: nothing is live; the proof says so
+            self.failed_asks.append(
+                {
+                    "kind": step.kind,
+                    "target": step.target,
+                    "error": str(exc),
+                    "asked": {"for_s": step.for_s, **dict(step.params)},
+                }
+            )
+            self.timeline.append({"t": self.now(), "what": "fault_failed", "kind": step.kind, "error": str(exc)})
+            self.s.view.message(f"fault {step.kind} on {step.target} FAILED: {exc}")
+            return
         self.applied[fid] = {"kind": step.kind, "target": step.target, "ends": self.now() + step.for_s, "asked": t}
         self.timeline.append(
             {"t": self.now(), "what": "fault_live", "id": fid, "kind": step.kind, "target": step.target}
@@ -570,6 +586,7 @@ class Runner:
             aborted=aborted,
             not_ready=not_ready,
             rpo=rpo,
+            failed_asks=self.failed_asks,
         )
         report.write_all(self.out, evs, self.timeline, summary)
         code = verdict.EXIT_NOT_READY if not_ready else verdict.exit_code(summary["verdict"])
@@ -597,6 +614,7 @@ def compute_summary(
     aborted: str | None = None,
     not_ready: str | None = None,
     rpo: Mapping[str, Any] | None = None,
+    failed_asks: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Measure, judge and assemble summary.json (pure: the runner and `drill recover` share it)."""
     from lab.drill import sources
@@ -621,6 +639,19 @@ def compute_summary(
     records = measure.call_records(events, run_ids or None)
     decs = measure.decisions(events)
     proofs = [verdict.fault_proof(f, records, decs, regions, listed) for f in faults]
+    proofs += [
+        {
+            "id": None,
+            "kind": a["kind"],
+            "target": a["target"],
+            "asked": a.get("asked", {}),
+            "measured": {},
+            "took_effect": False,
+            "clean_after": True,
+            "why": f"not applied: {a.get('error')}",
+        }
+        for a in failed_asks
+    ]
     slos = verdict.evaluate_slos(scn.slos.items(), metrics)
     if not_ready:
         v, why = "invalid", not_ready

@@ -155,7 +155,8 @@ class LoadProfile(Strict):
     #: How callers find the region, as shares of the calls: http (steering per call), ttl (SRV
     #: cached for its TTL), sticky (stale resolvers: SRV kept 300 s whatever its TTL).
     steer: dict[SteerMode, float] = Field(default_factory=_http_only)
-    #: Agents expected logged in per region before the fault (checked with the steady state).
+    #: Agents expected per region (documentation for now: the fleets are sized in compose.yaml and
+    #: the runner does not check or change them yet).
     agents_per_region: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("steer")

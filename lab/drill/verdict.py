@@ -156,10 +156,12 @@ def fault_proof(
         if not shown:
             took = False
             why.append("applied, but neither steering nor any call to the region noticed it")
-    clean = fw.applied and fw.revert_failed is None and fw.end is not None
+    # reverted: the warden logged its revert, or the controller saw it exit 0 (its "reverted cleanly")
+    reverted = fw.revert_logged or (fw.ended and fw.warden_exit == 0)
+    clean = fw.applied and fw.revert_failed is None and reverted
     if fw.revert_failed:
         why.append(f"revert failed: {fw.revert_failed}")
-    elif fw.applied and fw.end is None:
+    elif fw.applied and not reverted:
         why.append("no revert in the log")
     if fw.revert_reason and str(fw.revert_reason).startswith("error"):
         clean = False

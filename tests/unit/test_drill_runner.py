@@ -535,3 +535,32 @@ def test_a_killed_runner_is_finished_by_recover(tmp_path: Path, monkeypatch: pyt
     assert json.loads((results / "summary.json").read_text())["verdict"] == "incomplete"
     assert not (tmp_path / "var" / "state.json").exists()
     assert asyncio.run(runner.recover(seams, RunState(tmp_path / "var"), tmp_path / "results")) is None
+
+
+class _RefusingChaos(Chaos):
+    async def add(self, kind: str, target: str, duration_s: float, params: Mapping[str, Any]) -> str:
+        raise RuntimeError("kill cannot target 'sbc-a' right now")
+
+
+def test_a_fault_the_controller_refuses_makes_the_drill_invalid(tmp_path: Path) -> None:
+    world = World()
+    seams, _, _ = _seams(world)
+    seams.chaos = _RefusingChaos(world)
+    out = asyncio.run(Runner(_scn(), seams, tmp_path / "results", tmp_path / "var").run())
+    assert out.verdict == "invalid" and out.exit_code == 5
+    assert "never took effect: not applied: kill cannot target" in out.reason
+
+
+class _DeadSteering(Steering):
+    async def set_mode(self, mode: str) -> str:
+        raise ConnectionError("steering does not answer")
+
+
+def test_an_operation_failing_mid_drill_still_reverts_and_reports(tmp_path: Path) -> None:
+    world = World()
+    seams, _, _ = _seams(world)
+    seams.steering = _DeadSteering(world)
+    scn = _scn(SCENARIO.replace("recovery:", "steering: {mode: confirm}\nrecovery:"))
+    out = asyncio.run(Runner(scn, seams, tmp_path / "results", tmp_path / "var").run())
+    assert out.verdict == "incomplete" and out.exit_code == 5 and "steering does not answer" in out.reason
+    assert out.results is not None and (out.results / "summary.json").exists()

@@ -107,3 +107,11 @@ def test_verdicts_in_order() -> None:
 def test_exit_codes() -> None:
     codes = {v: verdict.exit_code(v) for v in verdict.VERDICTS}
     assert codes == {"pass": 0, "fail": 1, "aborted": 4, "invalid": 5, "incomplete": 5}
+
+
+def test_clean_after_from_the_controllers_fault_end_alone() -> None:
+    evs = [e for e in fault("f1", "delay", "sbc-a", 10, 40) if e["kind"] != "fault_revert"]
+    assert _proof(evs)["clean_after"]  # warden exit 0 at fault_end: reverted cleanly
+    evs = [e for e in fault("f1", "delay", "sbc-a", 10, 40, warden_exit=None) if e["kind"] != "fault_revert"]
+    p = _proof(evs)
+    assert not p["clean_after"] and "no revert" in p["why"]
