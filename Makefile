@@ -6,7 +6,7 @@ STAMPS := .stamps
 IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images
+.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images drill drills
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -60,6 +60,16 @@ run: up
 
 call: up
 	@$(WOBBLE) call --region $(or $(REGION),region-a) --hold $(or $(HOLD),5)
+
+# Drills (lab/drill): one scenario to a verdict and a report in results/<UTC time>-<scenario>/, or the
+# whole library (drills/*.yaml). The runner brings the lab up if it is not; exit codes: 0 pass,
+# 1 fail, 2 bad scenario, 3 lab not up / steady state, 4 aborted, 5 invalid or incomplete.
+SCENARIO ?= region-crash
+drill: setup
+	@$(WOBBLE) drill run $(SCENARIO)
+
+drills: setup
+	@rc=0; for f in drills/*.yaml; do $(WOBBLE) drill run "$$f" || rc=1; done; exit $$rc
 
 # Unit tests, then lab tests against the real lab: brought up if it is not up, and taken down
 # at the end only if this run brought it up.

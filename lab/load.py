@@ -15,7 +15,7 @@ import sys
 import uuid
 from typing import Any
 
-from core import dockerctl
+from lab import dockerctl
 from core.errors import BadInput, CallFailed
 
 log = logging.getLogger("wobble.load")
@@ -51,16 +51,38 @@ def _interrupt(container_id: str, run_id: str) -> None:
     subprocess.run(["docker", "exec", container_id, "python", "-c", code], check=False, capture_output=True)
 
 
-def run_load(
-    cps: float,
-    duration: float,
-    steer: str = "http",
-    hold_mean: float = 10.0,
-    max_concurrent: int | None = None,
-    seed: int | None = None,
-    arrivals: str = "constant",
-    extra: list[str] | None = None,
-) -> dict[str, Any]:
+class LoadProcess:
+    """A load run started in the caller container without waiting for it (drills run traffic beside
+    their faults): `stop()` asks it to end as Ctrl-C would, `wait()` returns its summary."""
+
+    def __init__(self, container_id: str, run_id: str, proc: subprocess.Popen[str]) -> None:
+        self.container_id = container_id
+        self.run_id = run_id
+        self.proc = proc
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.running():
+            _interrupt(self.container_id, self.run_id)
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        lines = [ln for ln in (out or "").strip().splitlines() if ln.strip()]
+        try:
+            summary: dict[str, Any] = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            raise CallFailed(f"the load generator returned no summary (exit {self.proc.returncode})") from None
+        return summary
+
+
+def start_load(
+    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int | None = None,
+    seed: int | None = None, arrivals: str = "constant", extra: list[str] | None = None, stderr: Any = None,
+) -> LoadProcess:  # fmt: skip
+    """Start `agents.load` in the caller container and return at once (`run_load` waits for it).
+    `stderr`: where the generator's logs go (a file object; default: this process's stderr)."""
     if max_concurrent is None:
         max_concurrent = default_max_concurrent(cps, hold_mean)
     ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
@@ -68,24 +90,9 @@ def run_load(
 
     container = dockerctl.service_container("caller")
     run_id = "r" + uuid.uuid4().hex[:10]
-    cmd = [
-        "python",
-        "-m",
-        "agents.load",
-        "--cps",
-        str(cps),
-        "--duration",
-        str(duration),
-        "--run-id",
-        run_id,
-        "--hold-mean",
-        str(hold_mean),
-        "--max-concurrent",
-        str(max_concurrent),
-        "--arrivals",
-        arrivals,
-        "--json",
-    ]
+    cmd = ["python", "-m", "agents.load", "--cps", str(cps), "--duration", str(duration), "--run-id", run_id,
+           "--hold-mean", str(hold_mean), "--max-concurrent", str(max_concurrent), "--arrivals", arrivals,
+           "--json"]  # fmt: skip
     if steer.startswith("region-"):
         try:
             cmd += ["--target", Topology.default().region(steer).sip_uri]
@@ -98,22 +105,23 @@ def run_load(
         cmd += ["--seed", str(seed)]
     cmd += extra or []
     log.info("load run %s: %.1f CPS for %.0f s, steering %s", run_id, cps, duration, steer)
-    proc = subprocess.Popen(
-        ["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE, stderr=sys.stderr, text=True
-    )
+    proc = subprocess.Popen(["docker", "exec", container.id, *cmd], stdout=subprocess.PIPE,
+                            stderr=stderr if stderr is not None else sys.stderr, text=True)  # fmt: skip
+    return LoadProcess(container.id, run_id, proc)
+
+
+def run_load(
+    cps: float, duration: float, steer: str = "http", hold_mean: float = 10.0, max_concurrent: int | None = None,
+    seed: int | None = None, arrivals: str = "constant", extra: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    run = start_load(cps, duration, steer, hold_mean, max_concurrent, seed, arrivals, extra)
     # SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does, with its summary.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        out, _ = proc.communicate()
+        return run.wait()
     except KeyboardInterrupt:
         log.warning("interrupted: stopping the run and collecting its summary")
-        _interrupt(container.id, run_id)
-        out, _ = proc.communicate()
+        run.stop()
+        return run.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    lines = [ln for ln in (out or "").strip().splitlines() if ln.strip()]
-    try:
-        summary: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise CallFailed(f"the load generator returned no summary (exit {proc.returncode})") from None
-    return summary

@@ -17,6 +17,7 @@ from core.errors import BadInput, HealthTimeout, WobbleError
 from core.exitcodes import Exit, for_error
 from lab import lifecycle
 from lab.call import place_call
+from lab.cli.drill import drill_app
 from lab.cli.fault import fault_app
 from lab.cli.records import records_app
 from lab.steering import client as steering_client
@@ -137,6 +138,7 @@ def load(
 
 app.add_typer(fault_app, name="fault")
 app.add_typer(records_app, name="records")
+app.add_typer(drill_app, name="drill")
 
 events_app = typer.Typer(no_args_is_help=True, help="The lab's event log (var/events.jsonl).")
 app.add_typer(events_app, name="events")
