@@ -15,7 +15,7 @@ import sys
 import uuid
 from typing import Any
 
-from lab import dockerctl
+from core import dockerctl
 from core.errors import BadInput, CallFailed
 
 log = logging.getLogger("wobble.load")

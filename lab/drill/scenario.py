@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from chaos.catalog import FAMILIES, FaultRequest, InvalidFault, ensure_fault_is_valid
-from lab.drill import sources
 from core.errors import BadInput
+from lab.drill import sources
 
 #: The verdict SLOs, per tier (the names are a contract: reports, `wobble compare`, dashboards).
 SLO_TIERS: dict[str, tuple[str, ...]] = {

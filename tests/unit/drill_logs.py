@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import schema
+from core import schema
 
 T0 = 1_700_000_000.0
 _n = [0]

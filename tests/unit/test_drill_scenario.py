@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import BadInput
 from lab.drill import scenario
 from lab.drill.scenario import ScenarioError
-from core.errors import BadInput
 
 GOOD = """\
 name: demo
