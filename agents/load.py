@@ -120,6 +120,19 @@ def worker_count(max_concurrent: int) -> int:
     return math.ceil(max_concurrent / SLOTS)
 
 
+def max_worker_count(max_concurrent: int) -> int:
+    """The fleet's ceiling: the base fleet plus spares for slots that linger. A call hung up before
+    any response (an INVITE into a dead SBC) or a BYE into a dead SBC keeps its pjsua slot until
+    the transaction times out (timer B/F, 32 s); spares take the new calls meanwhile."""
+    n = worker_count(max_concurrent)
+    return n + max(4, math.ceil(n / 2))
+
+
+#: How long an arrival that finds no free slot waits for one (a spare starting) before it is
+#: refused as `capacity` (a harness failure). The wait is before the INVITE: PDD does not include it.
+SLOT_WAIT_S = 3.0
+
+
 def validate_args(args: argparse.Namespace) -> list[str]:
     problems: list[str] = []
     if not 0 < args.cps <= 200:
@@ -142,7 +155,7 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     if args.run_id is not None and not loadmodel_token(args.run_id):
         problems.append("--run-id must be 1-64 characters of [A-Za-z0-9._~-]")
     if args.max_concurrent >= 1:
-        n = worker_count(args.max_concurrent)
+        n = max_worker_count(args.max_concurrent)
         sip = (args.sip_port_base, args.sip_port_base + n - 1)
         rtp = (args.rtp_base, args.rtp_base + n * RTP_PER_WORKER - 1)
         if sip[0] < 1 or sip[1] > 65535:
@@ -262,6 +275,7 @@ class WorkerHandle:
     ready: bool = False
     pending: dict[str, asyncio.Future[dict[str, Any] | None]] = field(default_factory=dict)
     lingering: int = 0
+    stuck: int = 0  # lingering slots that wait out a transaction (spare workers replace them)
     started: float = 0.0
     backoff: float = 0.0
     restarts: int = 0
@@ -292,7 +306,11 @@ class LoadRun:
             args.cps, args.duration, args.arrivals, args.hold_dist, args.hold_mean, args.hold_min, args.seed
         )
         self.nworkers = worker_count(args.max_concurrent)
+        self.max_workers = max_worker_count(args.max_concurrent)
         self.workers = [WorkerHandle(i) for i in range(self.nworkers)]
+        self.spares_started = 0
+        self.spawning: set[asyncio.Task[None]] = set()
+        self.slot_waits = 0
         self.records: list[dict[str, Any]] = []
         self.inflight = 0
         self.max_seen = 0
@@ -373,6 +391,7 @@ class LoadRun:
             cmd += ["--bind", a.bind]
         w.ready = False
         w.lingering = 0
+        w.stuck = 0
         w.proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20
         )
@@ -402,8 +421,11 @@ class LoadRun:
                 fut = w.pending.pop(str(msg.get("call_id")), None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+                self.keep_headroom()
             elif ev == "slots":
                 w.lingering = int(msg.get("lingering", 0))
+                w.stuck = int(msg.get("stuck", w.stuck))
+                self.keep_headroom()
         code = await proc.wait()
         w.ready = False
         lost = list(w.pending.values())
@@ -422,6 +444,40 @@ class LoadRun:
         if not self.stopping_workers:
             w.restarts += 1
             await self.spawn(w)
+
+    def free_slots(self) -> int:
+        return sum(w.free for w in self.workers)
+
+    def keep_headroom(self) -> None:
+        """Replace lingering slots with a spare worker: the fleet keeps its base number of usable
+        slots (max_concurrent's) while finished calls wait out their transactions, up to its ceiling."""
+        if self.spawning or self.stopping_workers or len(self.workers) >= self.max_workers:
+            return
+        if any(w.proc is not None and not w.ready for w in self.workers):
+            return  # one starting already
+        stuck = sum(w.stuck for w in self.workers if w.proc is not None)
+        if len(self.workers) * SLOTS - stuck >= self.nworkers * SLOTS:
+            return
+        w = WorkerHandle(len(self.workers))
+        self.workers.append(w)
+        self.spares_started += 1
+        log.info("spare worker %d: %d slots wait out their transactions", w.index, stuck)
+        task = asyncio.ensure_future(self.spawn(w))
+        self.spawning.add(task)
+        task.add_done_callback(self.spawning.discard)
+
+    async def wait_worker(self) -> WorkerHandle | None:
+        """A worker with a free slot, waiting up to SLOT_WAIT_S (a spare starting) before giving up."""
+        w = self.pick_worker()
+        if w is not None:
+            return w
+        self.slot_waits += 1
+        deadline = time.monotonic() + SLOT_WAIT_S
+        while w is None and time.monotonic() < deadline and not self.stop.is_set():
+            self.keep_headroom()
+            await asyncio.sleep(0.05)
+            w = self.pick_worker()
+        return w
 
     def pick_worker(self) -> WorkerHandle | None:
         best: WorkerHandle | None = None
@@ -449,12 +505,13 @@ class LoadRun:
                 log.warning("call %s: no route: %s", call_id, exc)
                 self.finish_early(call_id, t_invoke, None, chosen_by, hold, "no_route")
                 return
-            w = self.pick_worker()
+            w = await self.wait_worker()
             if w is None:
                 self.finish_early(call_id, t_invoke, route.uris[0], route.chosen_by, hold, "capacity", route.extra)
                 return
             fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
             w.pending[call_id] = fut
+            self.keep_headroom()
             self.invoke(call_id, t_invoke, route.uris[0], route.chosen_by, w.index, hold, route.extra)
             if not w.send({"op": "call", "call_id": call_id, "targets": route.uris, "hold_s": hold}):
                 w.pending.pop(call_id, None)
@@ -589,7 +646,7 @@ class LoadRun:
             launch_s=launch_s,
             duration_s=time.monotonic() - t_start,
             max_concurrent_seen=self.max_seen,
-            workers=self.nworkers,
+            workers=len(self.workers),
             worker_restarts=sum(w.restarts for w in self.workers),
             extra={
                 "seed": self.args.seed,
@@ -598,6 +655,11 @@ class LoadRun:
                 "planned": len(self.plan),
                 "stopped": self.stop.is_set(),
                 "recovered": recovered,
+                # The generator's own limits, apart from what was reached (max_concurrent_seen).
+                "generator_cap": self.args.max_concurrent,
+                "generator_slots": len(self.workers) * SLOTS,
+                "spare_workers": self.spares_started,
+                "slot_waits": self.slot_waits,
             },
         )
         return loadmodel.summarize(self.run_id, self.records, stats)
@@ -638,6 +700,8 @@ class LoadRun:
 
     async def shutdown_workers(self) -> None:
         self.stopping_workers = True
+        if self.spawning:  # a spare still starting: let it come up, then stop it like the rest
+            await asyncio.wait(set(self.spawning), timeout=5.0)
         procs = [w.proc for w in self.workers if w.proc is not None]
         for w in self.workers:
             w.send({"op": "exit"})

@@ -229,6 +229,8 @@ def summarize(run_id: str, records: Sequence[Mapping[str, Any]], stats: RunStats
     by_region: dict[str, int] = {}
     fail_reasons: dict[str, int] = {}
     fates: dict[str, int] = {}
+    whose = {"customer": 0, "harness": 0}
+    harness_reasons: dict[str, int] = {}
     launched = 0
     for r in records:
         status = str(r.get("status"))
@@ -239,6 +241,12 @@ def summarize(run_id: str, records: Sequence[Mapping[str, Any]], stats: RunStats
         elif status == "fail":
             key = fail_key(r)
             fail_reasons[key] = fail_reasons.get(key, 0) + 1
+        if status != "ok":
+            side = str(r.get("whose") or "customer")
+            whose[side] = whose.get(side, 0) + 1
+            if side == "harness":
+                key = str(r.get("end_reason") or "unknown")
+                harness_reasons[key] = harness_reasons.get(key, 0) + 1
         if r.get("fate"):
             fates[str(r["fate"])] = fates.get(str(r["fate"]), 0) + 1
         if r.get("end_reason") not in ("capacity", "no_route"):
@@ -251,6 +259,11 @@ def summarize(run_id: str, records: Sequence[Mapping[str, Any]], stats: RunStats
         "ok": by_status["ok"],
         "fail": by_status["fail"],
         "info": by_status["info"],
+        # Failed or unknown calls split by whose they are: a customer saw it on the wire, or the
+        # generator could not place or follow the call (core.schema.HARNESS_END).
+        "customer_failed": whose["customer"],
+        "harness_failed": whose["harness"],
+        "harness_reasons": dict(sorted(harness_reasons.items())),
         "ok_ratio": round(by_status["ok"] / attempts, 4) if attempts else 0.0,
         "pdd_ms_p50": percentile((r.get("pdd_ms") for r in records), 50),
         "pdd_ms_p95": percentile((r.get("pdd_ms") for r in records), 95),

@@ -12,8 +12,10 @@ stdout (to the supervisor; pjlib's own prints are sent to stderr):
     {"ev": "ready", "sip": "127.0.0.1:5100", "pid": 123}
     {"ev": "done", "call_id": ..., "result": {caller result_dict of the last attempt},
      "targets_tried": [...], "one_way_s": 0.0, "lingering": n}
-    {"ev": "slots", "lingering": n}   n: slots of finished calls not yet free again (their account
-                                      is removed once pjsua has let go of every call on it)
+    {"ev": "slots", "lingering": n, "stuck": k}   n: slots of finished calls not yet free again (their
+                                      account is removed once pjsua has let go of every call on it);
+                                      k of them still wait after a first try (a transaction into a
+                                      dead peer: up to timer B/F, 32 s)
 
 Each call gets its own account (From user = the call id, like agents.caller) with its own RTP range
 (slot s of this worker: rtp-base + s * RTP_SPAN); the account is removed when its calls have ended.
@@ -72,6 +74,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lingering = 0  # slots of finished jobs whose account is not removed yet
+        self.stuck = 0  # of those, the ones still waiting after a first try (a transaction to wait out)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.out.write(json.dumps(msg, separators=(",", ":"), default=str) + "\n")
@@ -171,7 +174,7 @@ class Worker:
             if slot is not None:
                 await self.release(account, slot)
                 self.lingering -= 1
-                self.send({"ev": "slots", "lingering": self.lingering})
+                self.send({"ev": "slots", "lingering": self.lingering, "stuck": self.stuck})
 
     async def release(self, account: str, slot: int) -> None:
         """Remove the call's account once no call of it is left in the engine (a call hung up
@@ -179,15 +182,24 @@ class Worker:
         ua = self.ua
         assert ua is not None
         deadline = time.monotonic() + 40.0
-        while time.monotonic() < deadline:
-            try:
-                if await ua.remove_account(account):
+        stuck = False
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if await ua.remove_account(account):
+                        break
+                except Exception:
+                    log.exception("worker %d: could not remove account %s", self.args.index, account)
                     break
-            except Exception:
-                log.exception("worker %d: could not remove account %s", self.args.index, account)
-                break
-            await asyncio.sleep(1.0)
-        self.free_slots.append(slot)
+                if not stuck:  # tell the supervisor: it starts a spare worker rather than run short
+                    stuck = True
+                    self.stuck += 1
+                    self.send({"ev": "slots", "lingering": self.lingering, "stuck": self.stuck})
+                await asyncio.sleep(1.0)
+        finally:
+            if stuck:
+                self.stuck -= 1
+            self.free_slots.append(slot)
 
     async def attempt(self, account: str, call_id: str, uri: str, hold: float, track: MediaTrack) -> dict[str, Any]:
         """One INVITE to `uri`, held `hold` s once answered; the caller's result dict."""

@@ -86,6 +86,7 @@ def recovery_record(invoke: Mapping[str, Any], recovered_by: str) -> dict[str, A
     rec["worker"] = invoke.get("worker")
     rec["one_way_s"] = 0.0
     rec["recovered_by"] = recovered_by
+    rec["whose"] = "harness"  # the generator itself died: nothing a customer saw
     return rec
 
 

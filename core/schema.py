@@ -29,6 +29,12 @@ EARLY_END = frozenset({"remote_bye", "media_timeout", "transport_error", "failed
 #: (worker_lost), the run gave up waiting (abandoned), or the whole supervisor died and a later
 #: recovery closed the call (recovered, see core.history).
 UNKNOWN_END = frozenset({"worker_lost", "abandoned", "recovered"})
+#: end_reasons that are the lab's own limits, never something a customer saw on the wire: no free
+#: generator slot (capacity), the generator's own worker died or errored, the run stopped
+#: following the call (abandoned, stopped), or a recovery closed it (recovered).
+HARNESS_END = frozenset({"capacity", "worker_lost", "abandoned", "recovered", "stopped", "error"})
+#: Whose failure a failed or unknown call record is.
+WHOSE = ("customer", "harness")
 
 #: The fields every call record carries, in this order, with these defaults (None: null).
 CORE_DEFAULTS: dict[str, Any] = {
@@ -135,6 +141,9 @@ def record_from_result(
         **{k: res[k] for k in _RESULT_FIELDS if k in res},
     )
     rec["mos"] = call_mos(answered, rx, float(rec["loss_pct"] or 0.0), rec["jitter_ms"], rec["rtt_ms"])
+    whose = classify_whose(rec["status"], reason)
+    if whose is not None:
+        rec["whose"] = whose
     return rec
 
 
@@ -184,6 +193,14 @@ def classify_status(answered: bool, fate: str | None, end_reason: str) -> str:
     if end_reason == "stopped":
         return "info"
     return "fail"
+
+
+def classify_whose(status: str, end_reason: str) -> str | None:
+    """`harness` when the generator could not place or follow the call (HARNESS_END), `customer`
+    when it failed as a customer would have seen it; None for an ok call."""
+    if status == "ok":
+        return None
+    return "harness" if end_reason in HARNESS_END else "customer"
 
 
 def call_mos(

@@ -20,6 +20,7 @@ from core.errors import BadInput, CallFailed
 
 log = logging.getLogger("wobble.load")
 STEER = ("http", "ttl", "sticky")
+ARRIVALS = ("constant", "poisson")
 
 
 def default_max_concurrent(cps: float, hold_mean: float) -> int:
@@ -28,15 +29,31 @@ def default_max_concurrent(cps: float, hold_mean: float) -> int:
     return max(8, min(400, math.ceil(mean + 4 * math.sqrt(mean) + 8)))
 
 
-def ensure_load_args_are_valid(cps: float, duration: float, steer: str, max_concurrent: int) -> None:
-    if not 0 < cps <= 200:
+def ensure_load_args_are_valid(
+    cps: float,
+    duration: float,
+    steer: str,
+    max_concurrent: int | None,
+    hold_mean: float = 10.0,
+    arrivals: str = "constant",
+    seed: int | None = None,
+) -> None:
+    """Every flag of `wobble load` checked before anything is computed from it (a negative --cps
+    once reached math.sqrt)."""
+    if not (math.isfinite(cps) and 0 < cps <= 200):
         raise BadInput(f"--cps must be in (0, 200] calls per second, got {cps}")
-    if not 0 < duration <= 86400:
+    if not (math.isfinite(duration) and 0 < duration <= 86400):
         raise BadInput(f"--duration must be in (0, 86400] seconds, got {duration}")
+    if not (math.isfinite(hold_mean) and 0 < hold_mean <= 86400):
+        raise BadInput(f"--hold-mean must be in (0, 86400] seconds, got {hold_mean}")
     if steer not in STEER and not steer.startswith("region-"):
         raise BadInput(f"--steer must be one of {', '.join(STEER)} or a region name, got {steer!r}")
-    if not 1 <= max_concurrent <= 400:
+    if max_concurrent is not None and not 1 <= max_concurrent <= 400:
         raise BadInput(f"--max-concurrent must be 1-400, got {max_concurrent}")
+    if arrivals not in ARRIVALS:
+        raise BadInput(f"--arrivals must be one of {', '.join(ARRIVALS)}, got {arrivals!r}")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise BadInput(f"--seed must be a non-negative integer, got {seed}")
 
 
 def _interrupt(container_id: str, run_id: str) -> None:
@@ -74,6 +91,8 @@ class LoadProcess:
             summary: dict[str, Any] = json.loads(lines[-1])
         except (IndexError, ValueError):
             raise CallFailed(f"the load generator returned no summary (exit {self.proc.returncode})") from None
+        if self.proc.returncode and "error" not in summary:
+            summary["error"] = f"the load generator exited {self.proc.returncode}"
         return summary
 
 
@@ -83,9 +102,9 @@ def start_load(
 ) -> LoadProcess:  # fmt: skip
     """Start `agents.load` in the caller container and return at once (`run_load` waits for it).
     `stderr`: where the generator's logs go (a file object; default: this process's stderr)."""
+    ensure_load_args_are_valid(cps, duration, steer, max_concurrent, hold_mean, arrivals, seed)
     if max_concurrent is None:
         max_concurrent = default_max_concurrent(cps, hold_mean)
-    ensure_load_args_are_valid(cps, duration, steer, max_concurrent)
     from core.topology import Topology
 
     container = dockerctl.service_container("caller")

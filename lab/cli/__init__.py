@@ -128,12 +128,29 @@ def load(
 
     try:
         summary = run_load(cps, duration, steer, hold_mean, max_concurrent, seed, arrivals)
-    except WobbleError as exc:
+    except BadInput as exc:
+        raise fail(exc) from exc
+    except WobbleError as exc:  # the run failed: still one JSON summary line, with `error`
+        print(json.dumps({"error": str(exc)}), flush=True)
         raise fail(exc) from exc
     if not as_json:
-        keys = ("attempts", "ok", "fail", "info", "ok_ratio", "pdd_ms_p50", "pdd_ms_p95", "mos_p5", "mos_p50")
+        keys = (
+            "attempts",
+            "ok",
+            "customer_failed",
+            "harness_failed",
+            "info",
+            "ok_ratio",
+            "pdd_ms_p50",
+            "pdd_ms_p95",
+            "mos_p5",
+            "mos_p50",
+        )
         print(", ".join(f"{k}={summary.get(k)}" for k in keys), file=sys.stderr)
     print(json.dumps(summary), flush=True)
+    if "error" in summary:  # the run itself failed: never mistaken for a clean run
+        print(f"wobble load: the run failed: {summary['error']}", file=sys.stderr)
+        raise typer.Exit(Exit.FAILED)
 
 
 app.add_typer(fault_app, name="fault")

@@ -84,3 +84,33 @@ def test_the_entry_point_returns_the_commands_code(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(lab.cli, "place_call", bad)
     assert run(["call", "--region", "region-z"]) == Exit.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--cps", "-3"], "--cps"),
+        (["--cps", "nan"], "--cps"),
+        (["--duration", "0"], "--duration"),
+        (["--hold-mean", "-1"], "--hold-mean"),
+        (["--max-concurrent", "0"], "--max-concurrent"),
+        (["--arrivals", "bursty"], "--arrivals"),
+        (["--seed", "-1"], "--seed"),
+        (["--steer", "carrier-pigeon"], "--steer"),
+    ],
+)
+def test_load_bad_numbers_are_one_line_and_exit_2(flags: list[str], named: str) -> None:
+    res = runner.invoke(app, ["load", *flags])
+    assert res.exit_code == Exit.BAD_INPUT, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in res.output
+
+
+def test_a_failed_load_run_prints_its_error_as_json_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import lab.load
+
+    monkeypatch.setattr(lab.load, "run_load", lambda *a, **k: {"run_id": "r1", "error": "RuntimeError: boom"})
+    res = runner.invoke(app, ["load", "--json"])
+    assert res.exit_code == Exit.FAILED and json.loads(res.stdout.strip().splitlines()[-1])["error"]

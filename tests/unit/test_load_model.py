@@ -284,3 +284,79 @@ def test_no_route_when_dns_is_silent() -> None:
     http = load.HttpRouter("http://127.0.0.1:9", timeout=0.2)
     with pytest.raises(load.NoRouteError):
         asyncio.run(http.route())
+
+
+@pytest.mark.parametrize(
+    ("end_reason", "status", "whose"),
+    [
+        ("capacity", "fail", "harness"),
+        ("worker_lost", "info", "harness"),
+        ("abandoned", "info", "harness"),
+        ("stopped", "info", "harness"),
+        ("error", "fail", "harness"),
+        ("no_response", "fail", "customer"),
+        ("no_route", "fail", "customer"),
+        ("rejected", "fail", "customer"),
+    ],
+)
+def test_whose_failure_it_is(end_reason: str, status: str, whose: str) -> None:
+    rec = _rec(None, end_reason=end_reason)
+    assert rec["status"] == status and rec["whose"] == whose
+
+
+def test_answered_but_broken_calls_are_the_customers_and_ok_has_no_whose() -> None:
+    assert "whose" not in _rec(_result())
+    assert _rec(_result(end_reason="remote_bye"))["whose"] == "customer"
+    assert _rec(_result(rx_packets=0))["whose"] == "customer"  # one-way: heard nothing
+
+
+def test_summary_splits_customer_and_harness_failures() -> None:
+    recs = [_rec(_result()), _rec(None, end_reason="capacity"), _rec(None, end_reason="worker_lost")]
+    recs += [_rec(None, end_reason="no_response"), _rec(_result(end_reason="media_timeout"))]
+    s = summarize("r", recs, loadmodel.RunStats(cps_asked=1.0))
+    assert (s["customer_failed"], s["harness_failed"]) == (2, 2)
+    assert s["harness_reasons"] == {"capacity": 1, "worker_lost": 1}
+    assert s["fail"] + s["info"] == s["customer_failed"] + s["harness_failed"]
+
+
+def test_fleet_ceiling_leaves_room_for_spares_and_fits_the_ports() -> None:
+    assert load.max_worker_count(40) == 10 + 5 and load.max_worker_count(4) == 1 + 4
+    # the widest fleet still fits the default port ranges
+    args = load.parse_args(["--cps", "5", "--duration", "6", "--steer", "http", "--max-concurrent", "400"])
+    assert args.max_concurrent == 400
+
+
+def test_spare_workers_replace_stuck_slots_only() -> None:
+    import asyncio
+
+    async def scenario() -> list[int]:
+        args = load.parse_args(["--cps", "1", "--duration", "1", "--steer", "http", "--max-concurrent", "8"])
+        run = load.LoadRun(args)
+        spawned: list[int] = []
+
+        async def fake_spawn(w: load.WorkerHandle) -> None:
+            spawned.append(w.index)
+            w.ready = True
+            w.proc = object()  # type: ignore[assignment]
+
+        run.spawn = fake_spawn  # type: ignore[method-assign]
+        for w in run.workers:
+            await fake_spawn(w)
+        spawned.clear()
+        run.workers[0].lingering = 3  # finishing calls: not a reason for a spare
+        run.keep_headroom()
+        await asyncio.sleep(0)
+        assert spawned == []
+        run.workers[0].stuck = 3  # three INVITEs into a dead SBC: replace them
+        run.keep_headroom()
+        await asyncio.sleep(0)
+        run.keep_headroom()  # 3 stuck of 12 slots: base 8 usable, nothing more
+        await asyncio.sleep(0)
+        run.workers[1].stuck = 4
+        run.keep_headroom()
+        await asyncio.sleep(0)
+        run.keep_headroom()
+        await asyncio.sleep(0)
+        return spawned
+
+    assert asyncio.run(scenario()) == [2, 3]
