@@ -131,6 +131,8 @@ def max_worker_count(max_concurrent: int) -> int:
 #: How long an arrival that finds no free slot waits for one (a spare starting) before it is
 #: refused as `capacity` (a harness failure). The wait is before the INVITE: PDD does not include it.
 SLOT_WAIT_S = 3.0
+#: How many other workers a call is offered to when a worker's pjsua had no call slot free.
+REQUEUE_MAX = 3
 
 
 def validate_args(args: argparse.Namespace) -> list[str]:
@@ -311,6 +313,7 @@ class LoadRun:
         self.spares_started = 0
         self.spawning: set[asyncio.Task[None]] = set()
         self.slot_waits = 0
+        self.requeued = 0
         self.records: list[dict[str, Any]] = []
         self.inflight = 0
         self.max_seen = 0
@@ -466,9 +469,9 @@ class LoadRun:
         self.spawning.add(task)
         task.add_done_callback(self.spawning.discard)
 
-    async def wait_worker(self) -> WorkerHandle | None:
+    async def wait_worker(self, exclude: set[int] | None = None) -> WorkerHandle | None:
         """A worker with a free slot, waiting up to SLOT_WAIT_S (a spare starting) before giving up."""
-        w = self.pick_worker()
+        w = self.pick_worker(exclude)
         if w is not None:
             return w
         self.slot_waits += 1
@@ -476,12 +479,14 @@ class LoadRun:
         while w is None and time.monotonic() < deadline and not self.stop.is_set():
             self.keep_headroom()
             await asyncio.sleep(0.05)
-            w = self.pick_worker()
+            w = self.pick_worker(exclude)
         return w
 
-    def pick_worker(self) -> WorkerHandle | None:
+    def pick_worker(self, exclude: set[int] | None = None) -> WorkerHandle | None:
         best: WorkerHandle | None = None
         for w in self.workers:
+            if exclude and w.index in exclude:
+                continue
             if w.free > 0 and (best is None or w.free > best.free):
                 best = w
         return best
@@ -505,24 +510,43 @@ class LoadRun:
                 log.warning("call %s: no route: %s", call_id, exc)
                 self.finish_early(call_id, t_invoke, None, chosen_by, hold, "no_route")
                 return
-            w = await self.wait_worker()
-            if w is None:
-                self.finish_early(call_id, t_invoke, route.uris[0], route.chosen_by, hold, "capacity", route.extra)
-                return
-            fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-            w.pending[call_id] = fut
-            self.keep_headroom()
-            self.invoke(call_id, t_invoke, route.uris[0], route.chosen_by, w.index, hold, route.extra)
-            if not w.send({"op": "call", "call_id": call_id, "targets": route.uris, "hold_s": hold}):
-                w.pending.pop(call_id, None)
-                fut.set_result(None)
-            msg = await fut
+            refused: set[int] = set()
+            msg: dict[str, Any] | None = None
+            worker: int | None = None
+            while True:
+                w = await self.wait_worker(refused)
+                if w is None:
+                    if not refused:
+                        self.finish_early(
+                            call_id, t_invoke, route.uris[0], route.chosen_by, hold, "capacity", route.extra
+                        )
+                        return
+                    msg = {"requeue": True}  # refused by every worker we tried: never sent
+                    break
+                worker = w.index
+                fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+                w.pending[call_id] = fut
+                self.keep_headroom()
+                if not refused:
+                    self.invoke(call_id, t_invoke, route.uris[0], route.chosen_by, w.index, hold, route.extra)
+                if not w.send({"op": "call", "call_id": call_id, "targets": route.uris, "hold_s": hold}):
+                    w.pending.pop(call_id, None)
+                    fut.set_result(None)
+                msg = await fut
+                # A worker whose pjsua had no free call slot sent no INVITE: place the call on another.
+                if msg is None or not msg.get("requeue") or len(refused) >= REQUEUE_MAX:
+                    break
+                refused.add(w.index)
+                self.requeued += 1
+                log.info("call %s: worker %d had no pjsua slot free; placing it on another", call_id, w.index)
             common: dict[str, Any] = dict(
-                run_id=self.run_id, call_id=call_id, hold_s=hold, chosen_by=route.chosen_by, worker=w.index,
+                run_id=self.run_id, call_id=call_id, hold_s=hold, chosen_by=route.chosen_by, worker=worker,
                 t_invoke=t_invoke, t_end=time.time(), extra=route.extra,
             )  # fmt: skip
             if msg is None:  # the worker died with the call in flight: outcome unknown
                 rec = loadmodel.call_record(**common, end_reason="worker_lost", targets_tried=route.uris[:1])
+            elif msg.get("requeue"):  # no worker had a pjsua slot: never sent
+                rec = loadmodel.call_record(**common, end_reason="capacity")
             else:
                 rec = loadmodel.call_record(
                     **common,
@@ -660,6 +684,7 @@ class LoadRun:
                 "generator_slots": len(self.workers) * SLOTS,
                 "spare_workers": self.spares_started,
                 "slot_waits": self.slot_waits,
+                "requeued": self.requeued,
             },
         )
         return loadmodel.summarize(self.run_id, self.records, stats)

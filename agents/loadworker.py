@@ -10,7 +10,7 @@ Protocol: JSON lines. stdin (from the supervisor):
     {"op": "exit"}    (or EOF) stop the engine and leave
 stdout (to the supervisor; pjlib's own prints are sent to stderr):
     {"ev": "ready", "sip": "127.0.0.1:5100", "pid": 123}
-    {"ev": "done", "call_id": ..., "result": {caller result_dict of the last attempt},
+    {"ev": "done", "call_id": ..., "result": {caller result_dict of the last attempt}, "requeue": false,
      "targets_tried": [...], "one_way_s": 0.0, "lingering": n}
     {"ev": "slots", "lingering": n, "stuck": k}   n: slots of finished calls not yet free again (their
                                       account is removed once pjsua has let go of every call on it);
@@ -48,6 +48,10 @@ SLOTS = 4  # PJSUA_MAX_CALLS
 RTP_SPAN = 20  # RTP ports per slot (account)
 SAMPLE_S = 0.5  # per-direction RTP sampling during a call
 HANGUP_WAIT_S = 3.0  # after our BYE/CANCEL, how long to wait for DISCONNECTED
+#: pjsua had no call slot for the first INVITE (an ended call's transaction still holds one): the
+#: job is handed back ("requeue") and the slot kept out of use this long.
+SLOTS_BUSY = "slots_busy"
+SLOTS_BUSY_HOLD_S = 5.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,7 +124,7 @@ class Worker:
         account = call_id
         try:
             if slot is None:
-                result = result_dict(call_id, targets[0], None, end_reason="capacity")
+                result = result_dict(call_id, targets[0], None, end_reason=SLOTS_BUSY)
                 return
             assert self.ua is not None
             from agents.ua import AccountSpec
@@ -143,6 +147,10 @@ class Worker:
                 for key in ("pdd_ms", "setup_ms"):
                     if result.get(key) is not None:
                         result[key] = round(float(result[key]) + offset_ms, 1)
+                if result["end_reason"] == SLOTS_BUSY:
+                    if i > 0:  # the earlier attempt's INVITE went out: not a job to hand back
+                        result["end_reason"] = "capacity"
+                    break
                 answered = result["final_code"] == 200
                 retry = result["final_code"] in RETRY_NEXT_TARGET and result["end_reason"] != "timeout"
                 if answered or not retry or self.stopping.is_set() or i == len(targets) - 1:
@@ -159,6 +167,7 @@ class Worker:
             result = result_dict(call_id, tried[-1] if tried else targets[0], None, end_reason="error")
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
+            requeue = result is not None and result.get("end_reason") == SLOTS_BUSY
             if slot is not None:
                 self.lingering += 1
             self.send(
@@ -166,11 +175,17 @@ class Worker:
                     "ev": "done",
                     "call_id": call_id,
                     "result": result,
-                    "targets_tried": tried,
+                    "requeue": requeue,
+                    "targets_tried": [] if requeue else tried,
                     "one_way_s": round(track.one_way_s, 3),
                     "lingering": self.lingering,
                 }
             )
+            if slot is not None and requeue:  # pjsua holds a slot we do not see: keep one out a while
+                self.stuck += 1
+                self.send({"ev": "slots", "lingering": self.lingering, "stuck": self.stuck})
+                await asyncio.sleep(SLOTS_BUSY_HOLD_S)
+                self.stuck -= 1
             if slot is not None:
                 await self.release(account, slot)
                 self.lingering -= 1
@@ -210,14 +225,14 @@ class Worker:
         args = self.args
         loop = asyncio.get_running_loop()
         handle = -1
-        tries = 15  # a just-ended call may hold its pjsua slot for a moment (longer on a loaded machine)
+        tries = 5  # a just-ended call may hold its pjsua slot for a moment; after that: another worker
         for n in range(tries):
             try:
                 handle = await ua.make_call(account, uri, {CALL_HEADER: call_id})
                 break
             except RuntimeError:  # CallSlotsBusy, or our own count of calls at the limit
                 if n == tries - 1:
-                    return result_dict(call_id, uri, None, end_reason="capacity")
+                    return result_dict(call_id, uri, None, end_reason=SLOTS_BUSY)
                 await asyncio.sleep(0.2)
         t0 = loop.time()
         q = self.claim(handle)

@@ -29,6 +29,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -490,6 +491,13 @@ class UserAgent:
             try:
                 fut.set_result(fn())
             except BaseException as exc:
+                # Its frames may hold pjsua2 objects: drop their locals here, in the pjsua2 thread,
+                # before the error crosses to asyncio (where freeing them would abort the process).
+                err: BaseException | None = exc
+                while err is not None:
+                    if err.__traceback__ is not None:
+                        traceback.clear_frames(err.__traceback__)
+                    err = err.__cause__ or err.__context__
                 fut.set_exception(exc)
 
     def _pump(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
@@ -717,17 +725,26 @@ class UserAgent:
             prm.txOption.headers.append(h)
         rec.t0 = time.monotonic()
         rec.outcome.started_at = time.time()
+        failure: tuple[int, str] | None = None
         try:
             call.makeCall(uri, prm)
         except pj.Error as exc:
+            failure = (int(exc.status), str(exc.reason))
+        except Exception as exc:
+            failure = (-1, f"{type(exc).__name__}: {exc}")
+        if failure is not None:
+            # The Call <-> record cycle must die in THIS thread: raised from here with `call` in a
+            # frame of its traceback, it reached the asyncio thread, whose GC ran ~Call() there and
+            # pjlib aborted the whole worker ("Calling pjlib from unknown/external thread"). The
+            # graveyard frees it here; the error is raised outside the except block, with no context.
             del self._calls[rec.handle]
-            if int(exc.status) == PJ_ETOOMANY:
-                # pjsua still holds a just-ended call's slot for a moment: busy, try again shortly
-                raise CallSlotsBusy(f"pjsua's {MAX_CALLS} call slots are still busy") from None
-            raise
-        except Exception:
-            del self._calls[rec.handle]
-            raise
+            self._graveyard.append(rec)
+            del call, rec, prm
+            status, reason = failure
+            if status == PJ_ETOOMANY:
+                # pjsua still holds an ended call's slot (its transaction not over): busy
+                raise CallSlotsBusy(f"pjsua's {MAX_CALLS} call slots are still busy")
+            raise RuntimeError(f"makeCall failed: {reason} (status {status})")
         with contextlib.suppress(Exception):
             rec.outcome.sip_call_id = str(call.getInfo().callIdString)
         return rec.handle

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,27 @@ def wait_agents_home(count: int = 32, timeout: float = 90) -> None:
         return isinstance(placement, dict) and all(n >= count and away == 0 for n, away in placement.values())
 
     wait_until(all_home, timeout, lambda: f"every agent home and in service: {seen[0]}", every=0.5)
+
+
+def state() -> dict[str, Any]:
+    """Steering's state document (/v1/state)."""
+    from lab.steering import client
+
+    snap: dict[str, Any] = client.request("/v1/state")
+    return snap
+
+
+@pytest.fixture
+def stopped(lab_up: None) -> Iterator[list[str]]:
+    """Services this test stopped or killed; started again whatever happens, then every region UP
+    and every agent home before the next test."""
+    from core import dockerctl
+
+    names: list[str] = []
+    yield names
+    for service in names:
+        for c in dockerctl.lab_containers(all_states=True):
+            if c.labels.get("com.docker.compose.service") == service and c.status != "running":
+                c.start()
+    wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, "every region UP", 0.5)
+    wait_agents_home()

@@ -6,7 +6,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,7 @@ from core import dockerctl, paths
 from core.topology import Topology
 from lab.steering import client
 from tests.helpers import logged, wait_until
-from tests.lab.conftest import last_json, run_wobble, wait_agents_home
-
-
-def state() -> dict[str, Any]:
-    snap: dict[str, Any] = client.request("/v1/state")
-    return snap
+from tests.lab.conftest import last_json, run_wobble, state
 
 
 def post(path: str, body: dict[str, Any], token: str | None) -> int:
@@ -37,19 +31,6 @@ def post(path: str, body: dict[str, Any], token: str | None) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
-
-
-@pytest.fixture
-def stopped(lab_up: None) -> Iterator[list[str]]:
-    """Services this test stopped; started again whatever happens."""
-    names: list[str] = []
-    yield names
-    for service in names:
-        for c in dockerctl.lab_containers(all_states=True):
-            if c.labels.get("com.docker.compose.service") == service:
-                c.start()
-    wait_until(lambda: all(r["state"] == "UP" for r in state()["regions"].values()), 90, "every region UP", 0.5)
-    wait_agents_home()
 
 
 def test_both_regions_up_and_config_live(lab_up: None) -> None:

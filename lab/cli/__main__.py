@@ -1,0 +1,5 @@
+"""`python -m lab.cli`: the `wobble` command."""
+
+from lab.cli import main_entry
+
+main_entry()
