@@ -234,12 +234,16 @@ class Controller:
             lease.write_lease(self.lease_dir, fid, expires_at=time.time() + self.ttl_s, ends_at=ends_at)
 
         try:
-            wardens.wait_live(container, fid, timeout_s=30.0, on_poll=renew)
+            effect_at = wardens.wait_live(container, fid, timeout_s=30.0, on_poll=renew)
         except wardens.ApplyFailed as exc:
             self._stop_warden(container, fid)
             _event(events.FaultFail, {**base, "error": str(exc), "mono": time.monotonic()})
             raise
-        a = Active(fid, fault, backend, time.time(), time.monotonic(), ends_at, container)
+        # started_at: when the warden began to act (just before its first signal), when it says; an
+        # outage timed from when we saw it live would flatter the lab by the warden's own apply time.
+        now, mono = time.time(), time.monotonic()
+        started = effect_at if effect_at is not None and effect_at <= now else now
+        a = Active(fid, fault, backend, started, mono - (now - started), ends_at, container)
         self.faults[fid] = a
         _event(events.FaultApply, {**a.to_dict(), "mono": a.started_mono})
         return a

@@ -47,6 +47,7 @@ class DockerDriver:
         self.project = project
         self.cli = docker.from_env(timeout=60)
         self.done: list[tuple[str, Any, dict[str, Any]]] = []  # (action, container, info) to undo
+        self.effect_at: float | None = None  # just before the first signal or disconnect (UNIX time)
 
     def _container(self, service: str) -> Any:
         found = dockerctl.find_service(self.cli, service, self.project, running=False)
@@ -61,6 +62,8 @@ class DockerDriver:
             self._set_proxy(str(params["repl_proxy"]), enabled=False)
         for service in self.fault.services:
             c = self._container(service)
+            if self.effect_at is None:
+                self.effect_at = time.time()
             if kind == "partition":
                 self._disconnect(c, service, str(params["network"]))
             elif how == "pause":
@@ -251,7 +254,8 @@ def serve(driver: Driver, fault: Fault, fault_id: str, lease_dir: str) -> str:
     try:
         driver.apply()
         applied = True
-        print(f"LIVE {fault_id}", flush=True)
+        effect_at = getattr(driver, "effect_at", None)
+        print(f"LIVE {fault_id}" + (f" {effect_at:.6f}" if effect_at else ""), flush=True)
         last_renew = time.monotonic()
         while True:
             state = lease.lease_state(lease.read_lease(lease_dir, fault_id), time.time())

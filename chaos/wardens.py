@@ -76,10 +76,21 @@ def run_options(fault: Fault, fault_id: str, host_var: str, anchor: Any, project
     return opts
 
 
+def effect_time(logs: bytes, marker: bytes) -> float | None:
+    """The time on the warden's LIVE line (`LIVE <id> <t>`), if any."""
+    rest = logs.split(marker, 1)[1].split(b"\n", 1)[0].strip()
+    try:
+        return float(rest) if rest else None
+    except ValueError:
+        return None
+
+
 def wait_live(
     container: Any, fault_id: str, timeout_s: float = 30.0, on_poll: Callable[[], None] | None = None
-) -> None:
-    """Block until the warden prints `LIVE <id>`; raise ApplyFailed with its last words if it exits.
+) -> float | None:
+    """Block until the warden prints `LIVE <id> [<t>]`; raise ApplyFailed with its last words if it
+    exits. Returns `t`, when the warden began to act (UNIX time, just before its first signal or
+    rule), if it said so.
 
     `on_poll` runs before every look (the controller renews the fault's lease there)."""
     deadline = time.monotonic() + timeout_s
@@ -90,7 +101,7 @@ def wait_live(
         try:
             logs = container.logs(stdout=True, stderr=True)
             if marker in logs:
-                return
+                return effect_time(logs, marker)
             container.reload()
         except NotFound:
             raise ApplyFailed("the warden container vanished before the fault was live") from None
