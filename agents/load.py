@@ -448,12 +448,9 @@ class LoadRun:
             w.restarts += 1
             await self.spawn(w)
 
-    def free_slots(self) -> int:
-        return sum(w.free for w in self.workers)
-
     def keep_headroom(self) -> None:
-        """Replace lingering slots with a spare worker: the fleet keeps its base number of usable
-        slots (max_concurrent's) while finished calls wait out their transactions, up to its ceiling."""
+        """Replace stuck slots with a spare worker: the fleet keeps its base number of usable slots
+        (max_concurrent's) while finished calls wait out their transactions, up to its ceiling."""
         if self.spawning or self.stopping_workers or len(self.workers) >= self.max_workers:
             return
         if any(w.proc is not None and not w.ready for w in self.workers):

@@ -69,11 +69,10 @@ def outcomes(pcap: Path) -> dict[str, WireCall]:
 
 def bridge_of(network: str) -> str:
     """The host interface of a docker bridge network (br-<first 12 of its id>, unless named)."""
-    import json
+    from core import dockerctl
 
-    info = json.loads(subprocess.run(["docker", "network", "inspect", network], capture_output=True, text=True,
-                                     check=True).stdout)[0]  # fmt: skip
-    return str(info.get("Options", {}).get("com.docker.network.bridge.name") or f"br-{info['Id'][:12]}")
+    attrs = dockerctl.client().networks.get(network).attrs
+    return str(attrs.get("Options", {}).get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}")
 
 
 @contextlib.contextmanager
