@@ -6,7 +6,7 @@ STAMPS := .stamps
 IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images drill drills
+.PHONY: setup up down run call test test-fresh test-unit test-lab test-records lint bench bench-truth clean check-docker images drill drills
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -74,7 +74,11 @@ drills: setup
 # Unit tests, then lab tests against the real lab: brought up if it is not up, and taken down
 # at the end only if this run brought it up.
 test: setup
-	@scripts/with-lab.sh $(PY) -m pytest -q tests
+	@scripts/with-lab.sh $(PY) -m pytest -q tests --ignore=tests/fresh
+
+# The first calls on a fresh lab (tests/fresh): needs the lab down; brings it up and down itself.
+test-fresh: setup
+	@$(PY) -m pytest -q tests/fresh
 
 # The records lab tests alone (their own small lab, project wobble-rt; runs beside a live lab).
 test-records: $(STAMPS)/venv images
@@ -95,6 +99,10 @@ bench: setup
 	$(PY) -m lab.bench.workload
 	$(PY) -m lab.bench.chaos
 	$(PY) -m lab.bench.records
+
+# The measurement-truth crash, 5 times: the lab's failed-call count beside a capture of the wire's.
+bench-truth: setup
+	$(PY) -m lab.bench.truth --reps $(or $(REPS),5)
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)

@@ -13,9 +13,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: tshark fields, in this order, one line per SIP message.
 FIELDS = ("ip.src", "ip.dst", "sip.Method", "sip.Status-Code", "sip.CSeq.method", "sip.from.user", "sip.Call-ID")
@@ -58,6 +59,37 @@ def parse_fields(lines: Iterable[str]) -> dict[str, WireCall]:
     return calls
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """The lab's failed new calls beside the wire's, for one run's completed calls."""
+
+    lab_failed: frozenset[str]
+    wire_failed: frozenset[str]
+    never_on_wire: frozenset[str]
+
+    @property
+    def difference(self) -> int:
+        return abs(len(self.lab_failed) - len(self.wire_failed))
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "lab_failed": len(self.lab_failed),
+            "wire_failed": len(self.wire_failed),
+            "never_on_wire": len(self.never_on_wire),
+            "only_lab": sorted(self.lab_failed - self.wire_failed),
+            "only_wire": sorted(self.wire_failed - self.lab_failed),
+        }
+
+
+def agreement(done: Mapping[str, Mapping[str, Any]], seen: Mapping[str, WireCall]) -> Agreement:
+    """`done`: a load run's completion records by lab call id (status ok/fail/info; a `fate` marks a
+    call that was answered and then dropped, not a failed new call). A call failed on the wire when
+    no INVITE of it got a 2xx."""
+    lab = frozenset(c for c, e in done.items() if e.get("status") != "ok" and not e.get("fate"))
+    wire = frozenset(c for c in done if not (c in seen and seen[c].answered))
+    return Agreement(lab, wire, frozenset(c for c in done if c not in seen))
+
+
 def outcomes(pcap: Path) -> dict[str, WireCall]:
     """The lab calls in a capture file."""
     cmd = ["tshark", "-r", str(pcap), "-Y", "sip", "-T", "fields", "-E", "separator=|"]
@@ -76,12 +108,16 @@ def bridge_of(network: str) -> str:
 
 
 @contextlib.contextmanager
-def capture(interface: str, pcap: Path, bpf: str = "udp port 5060") -> Iterator[Path]:
-    """tshark on `interface` into `pcap` for the duration of the block (it is flushed on exit)."""
+def capture(interface: str | Sequence[str], pcap: Path, bpf: str = "udp port 5060", snaplen: int = 0) -> Iterator[Path]:
+    """tshark on `interface` (or several) into `pcap` for the duration of the block (flushed on exit).
+    `snaplen` > 0 keeps only that many bytes of each packet (headers of RTP, say)."""
     if shutil.which("tshark") is None:
         raise CaptureError("tshark is not installed: run `make setup` (it installs Debian's tshark)")
-    proc = subprocess.Popen(["tshark", "-q", "-i", interface, "-f", bpf, "-w", str(pcap)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    interfaces = [interface] if isinstance(interface, str) else list(interface)
+    cmd = ["tshark", "-q", *(a for i in interfaces for a in ("-i", i)), "-f", bpf, "-w", str(pcap)]
+    if snaplen > 0:
+        cmd += ["-s", str(snaplen)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while not pcap.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # tshark creates the file once it captures

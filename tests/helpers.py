@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+import pytest
 
 from core import events
 
@@ -31,3 +34,11 @@ def logged(path: Path | None = None) -> list[dict[str, Any]]:
     """The event log as raw JSON objects (every line whole: envelope, declared and unknown fields),
     as the acceptance checks read it."""
     return [ev.to_dict() for ev in events.read(path)]
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose preconditions are missing, but fail it under CI (`CI` set): there, a
+    missing root, kernel tool or image is a broken CI machine, not a reason to pass silently."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: required here)")
+    pytest.skip(reason)

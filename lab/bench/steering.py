@@ -1,15 +1,23 @@
-"""`make bench` (steering): stop sbc-a under a steady call rate, 10 times per steering mode.
+"""`make bench` (steering): SIGKILL sbc-a under a steady call rate, 10 times per steering mode.
 
-Per repetition: detection time (stop -> steering says DOWN), time to the first successful new
-call (stop -> start of the first call begun after the stop that got 200), and failed new calls
-(begun after the stop, not 200). Written to bench/results/steering.json with median and p95.
+Every time is counted from `t_kill`, the host's wall clock read just before the SIGKILL is sent to
+the SBC container's main process (os.kill from the host: no docker round trip in the timing).
+Per repetition (lab/bench/failover.py):
+- detection_s: t_kill -> the steering service's own `since` of region-a's DOWN decision (the same
+  kernel clock); a repetition with no DOWN within DETECT_WINDOW_S counts in `never_detected`;
+- all_ok_after_s: t_kill -> the start of the first new call after which every new call got 200;
+- failed_new_calls: calls begun after t_kill that did not get 200 (what a customer saw);
+- rerouted_calls and their extra PDD: answered only at a second target, setup time above the median
+  setup of the calls before the kill.
+Written to bench/results/steering.json with median and p95 per mode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import statistics
+import os
+import signal
 import sys
 import threading
 import time
@@ -19,6 +27,7 @@ from typing import Any
 from core import dockerctl, paths
 from core.errors import WobbleError
 from lab import lifecycle
+from lab.bench.failover import Call, headline, rep_figures
 from lab.call import place_call
 from lab.steering import client
 
@@ -27,17 +36,14 @@ REPS = 10
 CPS = 2.0
 BEFORE_S = 3.0
 AFTER_S = 8.0
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-
-def summary(values: list[float]) -> dict[str, float | None]:
-    return {"median": round(statistics.median(values), 3) if values else None, "p95": pct(values, 0.95)}
+DETECT_WINDOW_S = 10.0
+METHOD = {
+    "t_kill": "host time.time() just before os.kill(SIGKILL) of sbc-a's main process (PID from docker inspect)",
+    "detection_s": "steering's own `since` of region-a's DOWN (GET /v1/state) minus t_kill; same kernel clock",
+    "all_ok_after_s": "start of the first call after t_kill after which every new call got 200, minus t_kill",
+    "failed_new_calls": "calls begun after t_kill whose final code was not 200 (the caller's own SIP result)",
+    "rerouted_extra_pdd_ms": "setup_ms of a call answered at its second target minus the median setup_ms before t_kill",
+}
 
 
 def settled() -> bool:
@@ -77,13 +83,26 @@ def one_rep(steer: str) -> dict[str, Any]:
     loader.start()
     time.sleep(BEFORE_S)
     sbc = dockerctl.service_container("sbc-a")
+    sbc.reload()
+    pid = int(sbc.attrs["State"]["Pid"])
     t0 = time.monotonic()
-    sbc.stop(timeout=0)
-    detection = wait(lambda: client.request("/v1/state", timeout=1.0)["regions"]["region-a"]["state"] == "DOWN", 10)
+    t_kill = time.time()
+    os.kill(pid, signal.SIGKILL)
+    down_since: list[float] = []
+
+    def down() -> bool:
+        region = client.request("/v1/state", timeout=1.0)["regions"]["region-a"]
+        if region["state"] == "DOWN":
+            down_since.append(float(region["since"]))
+            return True
+        return False
+
+    wait(down, DETECT_WINDOW_S)
+    detection = down_since[0] - t_kill if down_since else None
     time.sleep(max(0.0, AFTER_S - (time.monotonic() - t0)))
     stop_load.set()
     loader.join()
-    results = []
+    results: list[Call] = []
     for started, fut in calls:
         try:
             rec = fut.result(timeout=60)
@@ -92,17 +111,7 @@ def one_rep(steer: str) -> dict[str, Any]:
         results.append((started - t0, rec))
     pool.shutdown()
     sbc.start()
-    new = [(dt, r) for dt, r in results if dt >= 0]
-    ok_new = [dt for dt, r in new if r.get("final_code") == 200]
-    rerouted = [r for _, r in new if len(r.get("targets_tried") or []) > 1 and r.get("final_code") == 200]
-    return {
-        "detection_s": round(detection, 3) if detection is not None else None,
-        "first_success_s": round(min(ok_new), 3) if ok_new else None,
-        "failed_new_calls": sum(1 for _, r in new if r.get("final_code") != 200),
-        "new_calls": len(new),
-        "rerouted_calls": len(rerouted),
-        "rerouted_setup_ms": [r.get("setup_ms") for r in rerouted],
-    }
+    return rep_figures(results, detection)
 
 
 def main() -> None:
@@ -112,7 +121,13 @@ def main() -> None:
     if not lifecycle.is_up():
         lifecycle.up()
         brought_up = True
-    out: dict[str, Any] = {"reps": REPS, "cps": CPS, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out: dict[str, Any] = {
+        "commit": paths.git_commit(),
+        "reps": REPS,
+        "cps": CPS,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": METHOD,
+    }
     try:
         for steer in ("http", "dns"):
             reps = []
@@ -120,12 +135,7 @@ def main() -> None:
                 rep = one_rep(steer)
                 log.info("%s rep %d: %s", steer, i + 1, rep)
                 reps.append(rep)
-            out[steer] = {
-                "detection_s": summary([r["detection_s"] for r in reps if r["detection_s"] is not None]),
-                "first_success_s": summary([r["first_success_s"] for r in reps if r["first_success_s"] is not None]),
-                "failed_new_calls": summary([float(r["failed_new_calls"]) for r in reps]),
-                "reps": reps,
-            }
+            out[steer] = {**headline(reps), "reps": reps}
     finally:
         for c in dockerctl.lab_containers(all_states=True):
             if c.labels.get("com.docker.compose.service") == "sbc-a" and c.status != "running":

@@ -8,7 +8,6 @@ so re-pointing it is a change here alone.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,21 +86,3 @@ class EventTail:
             if isinstance(ev, dict):
                 out.append(ev)
         return out
-
-
-def git_commit(root: Path | None = None) -> str:
-    """The checkout's commit (short form with `-dirty` when the tree has changes), or `unknown`."""
-    where = str(root or ROOT)
-    try:
-        head = subprocess.run(
-            ["git", "-C", where, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}-dirty" if dirty else head or "unknown"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from chaos.client import ChaosClient, ChaosError
+from core import paths
 from lab.drill import sources
 from lab.drill.runner import LoadSpec, Seams, View
 
@@ -161,7 +162,7 @@ class RealLab:
         lifecycle.up()
 
     def commit(self) -> str:
-        return sources.git_commit()
+        return paths.git_commit()
 
     def region_of_uri(self, uri: str | None) -> str | None:
         return sources.region_of_uri(uri)

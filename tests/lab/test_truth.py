@@ -53,10 +53,8 @@ def test_sbc_crash_counts_agree_with_the_wire(stopped: list[str], tmp_path: Path
     assert summary["customer_failed"] + summary["harness_failed"] == summary["fail"] + summary["info"]
     assert all(e.get("whose") in ("customer", "harness") for e in done.values() if e["status"] != "ok")
 
-    seen = wire.outcomes(pcap)
-    lab_failed = {c for c, e in done.items() if e["status"] != "ok" and not e.get("fate")}
-    wire_failed = {c for c in done if not (c in seen and seen[c].answered)}
-    assert not [c for c in done if c not in seen], "calls the lab placed that never reached the wire"
-    assert abs(len(lab_failed) - len(wire_failed)) <= 1, (sorted(lab_failed), sorted(wire_failed))
-    assert summary["customer_failed"] >= len(lab_failed)
-    print(f"failed new calls: lab {len(lab_failed)}, wire {len(wire_failed)}; summary {summary}")
+    agree = wire.agreement(done, wire.outcomes(pcap))
+    assert not agree.never_on_wire, "calls the lab placed that never reached the wire"
+    assert agree.difference <= 1, agree.as_dict()
+    assert summary["customer_failed"] >= len(agree.lab_failed)
+    print(f"failed new calls: {agree.as_dict()}; summary {summary}")
