@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -24,23 +23,17 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from tests.helpers import logged
-from tests.unit.loopback import free_port, loopback_env, wait_metric
+from tests.unit.loopback import agent_calls, agents_cmd, agents_health, free_port, loopback_env, run_caller, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD_S = 3
-
-
-def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
-    )
 
 
 def _wait_healthy(env: dict[str, str], timeout: float = 8.0) -> str:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        proc = _health(env)
+        proc = agents_health(env)
         last = proc.stdout.strip()
         if proc.returncode == 0:
             return last
@@ -58,21 +51,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _agents(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
-    rtp_base = random.randrange(40000, 59000, 100)
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.agent",
-        "--region",
-        "region-a",
-        "--prefix",
-        "a",
-        "--rtp-base",
-        str(rtp_base),
-        "--bind",
-        "127.0.0.1",
-        *extra,
-    ]
+    cmd = agents_cmd(*extra)
     with Path(env["WOBBLE_EVENTS"]).with_name("agents.log").open("ab") as log:  # read back on failure
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
@@ -97,23 +76,7 @@ def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str]]) -> None:
     port, env = direct_agent
     call_id = "t" + uuid.uuid4().hex[:10]
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.caller",
-        "--target",
-        f"sip:support@127.0.0.1:{port}",
-        "--hold",
-        str(HOLD_S),
-        "--call-id",
-        call_id,
-        "--bind",
-        "127.0.0.1",
-        "--timeout",
-        "5",
-        "--json",
-    ]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    proc = run_caller(env, port, call_id, HOLD_S)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip(), f"{proc.stderr[-2000:]}\n{_agents_log(env)}"
     rec: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -126,12 +89,7 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
     assert rec["reply_headers"]["X-Wobble-Agent"] == "a-001"
     assert abs(rec["duration_s"] - HOLD_S) < 0.5
 
-    events_path = Path(env["WOBBLE_EVENTS"])
-    deadline = time.monotonic() + 5
-    found: list[dict[str, Any]] = []
-    while not found and time.monotonic() < deadline:
-        found = [e for e in logged(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
-        time.sleep(0.1)
+    found = agent_calls(env, call_id)
     assert found, f"no agent_call event\n{_agents_log(env)}"
     ev = found[0]
     assert ev["agent"] == "a-001" and ev["agent_region"] == "region-a" and ev["end_reason"] == "remote_bye"
@@ -225,7 +183,19 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
         reg.stop()
     assert code == 0
     assert {u for u, e in reg.seen if e == 0} == {"a-001", "a-002"}, "no unregister on SIGTERM"
-    assert _health(env).returncode != 0  # workers wrote 'stopping'
+    assert agents_health(env).returncode != 0  # workers wrote 'stopping'
+
+
+def _run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter (the project on its path)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 GC_SCRIPT = r"""
@@ -272,14 +242,7 @@ os._exit(0)
 def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
     """Regression: a call<->record reference cycle left pj.Call objects to the cyclic GC, which ran
     their destructors in a non-pjsua thread: pjlib asserted and the agents worker died (-6)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", GC_SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _run_script(GC_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     calls, alive, live, reasons, call_ids = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (calls, alive, live) == (2, 0, 0), "ended pj.Call objects not freed in the pjsua2 thread"
@@ -320,14 +283,7 @@ os._exit(0)
 
 
 def test_remove_account_waits_for_its_calls() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", REMOVE_SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _run_script(REMOVE_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True, True, False]
 
