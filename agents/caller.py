@@ -98,6 +98,24 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def command(python: str, target: str, call_id: str, hold_s: float, *options: str) -> list[str]:
+    """The argv that runs this caller with `python`: one call to `target` held `hold_s` seconds as
+    lab call id `call_id`, with `options` (`--bind`, `--timeout`, ...), its record printed as JSON."""
+    return [
+        python,
+        "-m",
+        "agents.caller",
+        "--target",
+        target,
+        "--hold",
+        str(hold_s),
+        "--call-id",
+        call_id,
+        *options,
+        "--json",
+    ]
+
+
 def result_dict(
     call_id: str, target: str, outcome: CallOutcome | None, end_reason: str | None = None
 ) -> dict[str, Any]:

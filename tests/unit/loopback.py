@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents import caller
 from tests.helpers import logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,24 +54,14 @@ def agents_cmd(*extra: str, rtp_base: int | None = None) -> list[str]:
     ]
 
 
-def run_caller(env: dict[str, str], port: int, call_id: str, hold_s: int) -> subprocess.CompletedProcess[str]:
-    """`python -m agents.caller --json`: one call of `hold_s` seconds to an agent at 127.0.0.1:`port`."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.caller",
-        "--target",
-        f"sip:support@127.0.0.1:{port}",
-        "--hold",
-        str(hold_s),
-        "--call-id",
-        call_id,
-        "--bind",
-        "127.0.0.1",
-        "--timeout",
-        "5",
-        "--json",
-    ]
+def caller_cmd(target: str, call_id: str, hold_s: float) -> list[str]:
+    """`python -m agents.caller --json` on 127.0.0.1: one call of `hold_s` seconds to `target`."""
+    return caller.command(sys.executable, target, call_id, hold_s, "--bind", "127.0.0.1", "--timeout", "5")
+
+
+def run_caller(env: dict[str, str], port: int, call_id: str, hold_s: float) -> subprocess.CompletedProcess[str]:
+    """One call of `hold_s` seconds to the agents at 127.0.0.1:`port` (`caller_cmd`), to its end."""
+    cmd = caller_cmd(f"sip:support@127.0.0.1:{port}", call_id, hold_s)
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
 

@@ -23,7 +23,16 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from tests.helpers import logged
-from tests.unit.loopback import agent_calls, agents_cmd, agents_health, free_port, loopback_env, run_caller, wait_metric
+from tests.unit.loopback import (
+    agent_calls,
+    agents_cmd,
+    agents_health,
+    caller_cmd,
+    free_port,
+    loopback_env,
+    run_caller,
+    wait_metric,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD_S = 3
@@ -198,7 +207,12 @@ def _run_script(script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-GC_SCRIPT = r"""
+def _ua_script(call_tag: str, rest: str) -> str:
+    """A script whose `main()` starts a UserAgent with an auto-answering a-001 and a `caller`
+    account, places call `call_tag` from caller to a-001 (handle `h`), then goes on with `rest`
+    (the rest of main's body, indented, and what runs it)."""
+    return (
+        """
 import asyncio, gc, json, os, sys
 from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
 
@@ -207,9 +221,16 @@ async def main() -> None:
     addr = await ua.start()
     await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
                                      ring_delay=0.05, make_default=True))
-    await ua.add_account(AccountSpec(name="caller", id_uri="sip:gc-test@127.0.0.1"))
-    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "gc-test"})
-    for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
+    await ua.add_account(AccountSpec(name="caller", id_uri="sip:CALL_TAG@127.0.0.1"))
+    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "CALL_TAG"})
+""".replace("CALL_TAG", call_tag)
+        + rest
+    )
+
+
+GC_SCRIPT = _ua_script(
+    "gc-test",
+    r"""    for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
         if len((await ua.inspect()).calls) == 2:
             break
         await asyncio.sleep(0.05)
@@ -236,7 +257,8 @@ async def main() -> None:
 gc.disable()
 asyncio.run(main())
 os._exit(0)
-"""
+""",
+)
 
 
 def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
@@ -249,18 +271,9 @@ def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
     assert reasons == ["caller_bye", "remote_bye"] and call_ids == ["gc-test", "gc-test"]
 
 
-REMOVE_SCRIPT = r"""
-import asyncio, json, os
-from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
-
-async def main() -> None:
-    ua = UserAgent(UaOptions(bind_addr="127.0.0.1", log_level=0))
-    addr = await ua.start()
-    await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
-                                     ring_delay=0.05, make_default=True))
-    await ua.add_account(AccountSpec(name="caller", id_uri="sip:rm-test@127.0.0.1"))
-    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "rm-test"})
-    await asyncio.sleep(0.5)
+REMOVE_SCRIPT = _ua_script(
+    "rm-test",
+    r"""    await asyncio.sleep(0.5)
     busy = await ua.remove_account("caller")  # its call is up: not yet
     await ua.hangup(h, "caller_bye")
     ended = 0
@@ -279,7 +292,8 @@ async def main() -> None:
 
 asyncio.run(main())
 os._exit(0)
-"""
+""",
+)
 
 
 def test_remove_account_waits_for_its_calls() -> None:
@@ -410,22 +424,7 @@ def test_an_agent_in_a_call_keeps_it_and_moves_when_it_ends(tmp_path: Path) -> N
     caller: subprocess.Popen[str] | None = None
     try:
         _wait_healthy(env)
-        cmd = [
-            sys.executable,
-            "-m",
-            "agents.caller",
-            "--target",
-            f"sip:a-001@127.0.0.1:{sip_port}",
-            "--json",
-            "--hold",
-            str(hold),
-            "--call-id",
-            call_id,
-            "--bind",
-            "127.0.0.1",
-            "--timeout",
-            "5",
-        ]
+        cmd = caller_cmd(f"sip:a-001@127.0.0.1:{sip_port}", call_id, hold)
         caller = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for("a-001 in a call", lambda: "a-001" in json.loads(wfile.read_text()).get("in_call", []), env)
         home.answering = False
