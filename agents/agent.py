@@ -273,19 +273,12 @@ def agent_event(
     """The `agent_call` event record for one ended incoming call (a CallOutcome) and its screen
     pop (None: no CRM configured or no pop fetched, i.e. the call was never answered).
     `registered_region`: the region whose SBC the agent was registered through (None: not known)."""
-    s = outcome.stats
     return {
         "call_id": outcome.lab_call_id,
         "agent": outcome.account,
         "agent_region": region,
         "registered_region": registered_region,
-        "rx_packets": s.rx_packets,
-        "tx_packets": s.tx_packets,
-        "rx_lost": s.rx_lost,
-        "loss_pct": s.loss_pct,
-        "jitter_ms": s.jitter_ms,
-        "jitter_max_ms": s.jitter_max_ms,
-        "rtt_ms": s.rtt_ms,
+        **outcome.stats.as_dict(),
         "duration_s": outcome.duration_s,
         "end_reason": outcome.end_reason,
         "final_code": outcome.final_code,

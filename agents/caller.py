@@ -38,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from agents.model import CALL_HEADER, TOKEN_RE, CallOutcome, parse_valid_args, strip_port, uri_host
+from agents.model import CALL_HEADER, TOKEN_RE, CallOutcome, RtpStats, parse_valid_args, strip_port, uri_host
 
 log = logging.getLogger("agents.caller")
 #: Exit codes: 0 the call was attempted (whatever its outcome), 1 engine failure, 2 usage error,
@@ -98,6 +98,24 @@ def validate_args(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def command(python: str, target: str, call_id: str, hold_s: float, *options: str) -> list[str]:
+    """The argv that runs this caller with `python`: one call to `target` held `hold_s` seconds as
+    lab call id `call_id`, with `options` (`--bind`, `--timeout`, ...), its record printed as JSON."""
+    return [
+        python,
+        "-m",
+        "agents.caller",
+        "--target",
+        target,
+        "--hold",
+        str(hold_s),
+        "--call-id",
+        call_id,
+        *options,
+        "--json",
+    ]
+
+
 def result_dict(
     call_id: str, target: str, outcome: CallOutcome | None, end_reason: str | None = None
 ) -> dict[str, Any]:
@@ -112,13 +130,7 @@ def result_dict(
             "pdd_ms": None,
             "setup_ms": None,
             "duration_s": 0.0,
-            "rx_packets": 0,
-            "tx_packets": 0,
-            "rx_lost": 0,
-            "loss_pct": 0.0,
-            "jitter_ms": None,
-            "jitter_max_ms": None,
-            "rtt_ms": None,
+            **RtpStats().as_dict(),
             "end_reason": end_reason or "failed",
             "reply_headers": {},
             "region": None,
@@ -132,7 +144,6 @@ def result_dict(
             code = 408  # it rang (or at least said 100 Trying) but nobody answered in time
         else:
             reason = "no_response"  # nothing at all came back
-    s = outcome.stats
     return {
         "call_id": call_id,
         "target": target,
@@ -142,13 +153,7 @@ def result_dict(
         "pdd_ms": outcome.pdd_ms,
         "setup_ms": outcome.setup_ms,
         "duration_s": outcome.duration_s,
-        "rx_packets": s.rx_packets,
-        "tx_packets": s.tx_packets,
-        "rx_lost": s.rx_lost,
-        "loss_pct": s.loss_pct,
-        "jitter_ms": s.jitter_ms,
-        "jitter_max_ms": s.jitter_max_ms,
-        "rtt_ms": s.rtt_ms,
+        **outcome.stats.as_dict(),
         "end_reason": reason,
         "reply_headers": dict(outcome.reply_headers),
         "region": outcome.reply_headers.get("X-Wobble-Region"),

@@ -70,6 +70,10 @@ class RtpStats:
     jitter_max_ms: float | None = None
     rtt_ms: float | None = None  # mean RTCP round-trip time, None until an RTCP RR came back
 
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a call record's fields, in this order (`rx_packets` ... `rtt_ms`)."""
+        return asdict(self)
+
     def merge(self, newer: RtpStats) -> RtpStats:
         """Keep the newer sample unless it went backwards (a reset stream): counters never shrink."""
         if newer.rx_packets + newer.tx_packets >= self.rx_packets + self.tx_packets:

@@ -11,7 +11,7 @@ from chaos.catalog import FaultRequest, InvalidFault
 from chaos.controller import Controller, TargetNotRunning
 from chaos.wardens import ApplyFailed
 from core.errors import first_problem
-from core.http import TOKEN, authorized, json_error, openapi_handler
+from core.http import authorized, json_error, service_app
 
 CONTROLLER: web.AppKey[Controller] = web.AppKey("controller")
 
@@ -73,16 +73,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_app(controller: Controller, token: str) -> web.Application:
-    app = web.Application(middlewares=[token_for_mutations])
+    routes = [
+        web.get("/v1/faults", list_faults),
+        web.post("/v1/faults", add_fault),
+        web.delete("/v1/faults", clear),
+        web.delete("/v1/faults/{id}", remove_fault),
+        web.get("/v1/backends", backends),
+    ]
+    app = service_app(routes, token=token, openapi=OPENAPI, health=healthz, middlewares=[token_for_mutations])
     app[CONTROLLER] = controller
-    app[TOKEN] = token
-    app.router.add_get("/v1/faults", list_faults)
-    app.router.add_post("/v1/faults", add_fault)
-    app.router.add_delete("/v1/faults", clear)
-    app.router.add_delete("/v1/faults/{id}", remove_fault)
-    app.router.add_get("/v1/backends", backends)
-    app.router.add_get("/v1/openapi.json", openapi_handler(OPENAPI))
-    app.router.add_get("/healthz", healthz)
     return app
 
 

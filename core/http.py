@@ -1,5 +1,5 @@
 """The lab's HTTP services' common pieces (aiohttp): the operator token, JSON errors and bodies,
-health, metrics and OpenAPI handlers, and serving an app.
+health, metrics and OpenAPI handlers, building a service's app and serving it.
 
 One implementation for every service that has an HTTP face: steering and its config API
 (`lab.steering`), the chaos controller (`chaos.api`) and the dependencies (`lab.deps`).
@@ -8,10 +8,11 @@ One implementation for every service that has an HTTP face: steering and its con
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,6 +65,15 @@ def metrics_response(registry: CollectorRegistry) -> web.Response:
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """A handler serving a Prometheus scrape of `registry`."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        return metrics_response(registry)
+
+    return metrics
+
+
 def openapi_handler(document: dict[str, Any]) -> Handler:
     """A handler serving an OpenAPI document."""
 
@@ -71,6 +81,30 @@ def openapi_handler(document: dict[str, Any]) -> Handler:
         return web.json_response(document)
 
     return openapi
+
+
+def service_app(
+    routes: Iterable[web.RouteDef],
+    *,
+    token: str | None = None,
+    openapi: dict[str, Any] | None = None,
+    metrics: CollectorRegistry | None = None,
+    health: Handler = healthz,
+    middlewares: Iterable[Middleware] = (),
+) -> web.Application:
+    """A service's app: its own `routes`, then the common ones, `GET /v1/openapi.json` (when
+    `openapi`), `GET /metrics` (a scrape of `metrics`, when given) and `GET /healthz` (`health`).
+    `token`: the operator token `authorized` checks mutations against."""
+    app = web.Application(middlewares=middlewares)
+    if token is not None:
+        app[TOKEN] = token
+    app.add_routes(routes)
+    if openapi is not None:
+        app.router.add_get("/v1/openapi.json", openapi_handler(openapi))
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(metrics))
+    app.router.add_get("/healthz", health)
+    return app
 
 
 def run_app(app: web.Application, port: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agents.caller import command as caller_command
 from core import dockerctl, events, paths, schema
 from core.errors import BadInput, CallFailed, PortInUse, WobbleError
 from core.topology import Topology
@@ -174,24 +175,15 @@ def run_caller(
     """Run one call in the caller container; its record is the last line it prints."""
     invoke = schema.invoke_record(None, call_id, time.time(), target, chosen_by, None, hold_s)
     events.append(events.CallInvoke.of(invoke), paths.EVENTS)
-    cmd = [
-        "python",
-        "-m",
-        "agents.caller",
-        "--target",
-        target,
-        "--hold",
-        str(hold_s),
-        "--call-id",
-        call_id,
+    options = (
         "--local-port",
         str(local_port),
         "--timeout",
         str(timeout_s),
         "--response-timeout",
         str(response_timeout_s),
-        "--json",
-    ]
+    )
+    cmd = caller_command("python", target, call_id, hold_s, *options)
     log.info("calling %s as %s, hold %.1f s", target, call_id, hold_s)
     code, out, err = dockerctl.exec_run("caller", cmd)
     for line in err.decode(errors="replace").splitlines():

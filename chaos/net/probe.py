@@ -19,7 +19,14 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from chaos.net.rules import BACKENDS, IFB_PREFIX, PROBE_PREFIX, nft_method_match, u32_method_match
+from chaos.net.rules import (
+    BACKENDS,
+    IFB_PREFIX,
+    PROBE_PREFIX,
+    nft_method_match,
+    tc_ingress_redirect,
+    u32_method_match,
+)
 from chaos.net.spec import NetKind
 
 CAPS = ("ifb", "netem", "htb", "ingress", "nft", "nft_egress", "iptables_nfqueue", "nfqueue_bind", "raw_socket")
@@ -74,34 +81,7 @@ def capabilities(notes: list[str] | None = None) -> dict[str, bool]:
                 ) and attempt("htb", ["tc", "qdisc", "add", "dev", dev, "parent", "b0b:1", "handle", "2:", "bfifo"])
                 _run(["tc", "qdisc", "del", "dev", dev, "root"])
             if attempt("ingress", ["tc", "qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"]):
-                caps["ingress"] = attempt(
-                    "ingress",
-                    [
-                        "tc",
-                        "filter",
-                        "add",
-                        "dev",
-                        dev,
-                        "parent",
-                        "ffff:",
-                        "protocol",
-                        "ip",
-                        "prio",
-                        "1",
-                        "u32",
-                        "match",
-                        "ip",
-                        "protocol",
-                        "17",
-                        "0xff",
-                        "action",
-                        "mirred",
-                        "egress",
-                        "redirect",
-                        "dev",
-                        dev,
-                    ],
-                )
+                caps["ingress"] = attempt("ingress", list(tc_ingress_redirect(dev, dev, prio=1)))
                 _run(["tc", "qdisc", "del", "dev", dev, "ingress"])
         # nft: the rule forms the nft backend writes, in a regular chain nothing jumps to.
         table = f"wobble_probe_{tag}"

@@ -551,23 +551,7 @@ def _tc_dev_apply(dev: str, fault: NetFault, fid: str, backend: str) -> list[Cmd
     for sel in _u32_selectors(fault):
         cmds.append(
             Cmd(
-                (
-                    "tc",
-                    "filter",
-                    "add",
-                    "dev",
-                    dev,
-                    "parent",
-                    f"{HTB_MAJOR}:",
-                    "protocol",
-                    "ip",
-                    "prio",
-                    str(minor),
-                    "u32",
-                    *sel,
-                    "flowid",
-                    cls,
-                ),
+                tc_u32_filter(dev, f"{HTB_MAJOR}:", minor, *sel, "flowid", cls),
                 f"tc: filter prio {minor} -> {cls} on {dev}",
             )
         )
@@ -601,6 +585,20 @@ def htb_root_gc(dev: str) -> Cmd:
     )
 
 
+def tc_u32_filter(dev: str, parent: str, prio: int, *selector: str) -> tuple[str, ...]:
+    """`tc filter add`: an IPv4 u32 filter on `dev` under `parent` at `prio`, then `selector`
+    (its matches and action or flowid)."""
+    return ("tc", "filter", "add", "dev", dev, "parent", parent, "protocol", "ip", "prio", str(prio), "u32", *selector)
+
+
+_UDP_REDIRECT = ("match", "ip", "protocol", "17", "0xff", "action", "mirred", "egress", "redirect", "dev")
+
+
+def tc_ingress_redirect(dev: str, to: str, prio: int = REDIRECT_PREF) -> tuple[str, ...]:
+    """`tc filter add`: redirect all UDP arriving on `dev` (its ingress qdisc) to device `to`."""
+    return tc_u32_filter(dev, "ffff:", prio, *_UDP_REDIRECT, to)
+
+
 def _ifb_apply(dev: str) -> list[Cmd]:
     ifb = ifb_name(dev)
     return [
@@ -616,31 +614,7 @@ def _ifb_apply(dev: str) -> list[Cmd]:
             when=(Check(("tc", "qdisc", "show", "dev", dev, "ingress"), r"\bingress ffff:", False),),
         ),
         Cmd(
-            (
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "ffff:",
-                "protocol",
-                "ip",
-                "prio",
-                str(REDIRECT_PREF),
-                "u32",
-                "match",
-                "ip",
-                "protocol",
-                "17",
-                "0xff",
-                "action",
-                "mirred",
-                "egress",
-                "redirect",
-                "dev",
-                ifb,
-            ),
+            tc_ingress_redirect(dev, ifb),
             f"tc: redirect {dev} ingress UDP -> {ifb}",
             when=(Check(("tc", "filter", "show", "dev", dev, "ingress"), rf"\b{ifb}\b", False),),
         ),

@@ -16,13 +16,12 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from core.http import healthz_text, json_error, metrics_response, run_app
+from core.http import Handler, healthz_text, json_error, run_app, service_app
 from core.settings import CrmSettings
 
 DEFAULT_PORT = 8091
@@ -74,7 +73,6 @@ class CrmMetrics:
 
 
 METRICS: web.AppKey[CrmMetrics] = web.AppKey("crm_metrics", CrmMetrics)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -103,16 +101,11 @@ async def screenpop(request: web.Request) -> web.Response:
     return web.json_response(card_for(caller))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return metrics_response(request.app[METRICS].registry)
-
-
 def make_app() -> web.Application:
-    app = web.Application(middlewares=[measure])
-    app[METRICS] = CrmMetrics()
-    app.router.add_get("/v1/screenpop/{caller}", screenpop)
-    app.router.add_get("/healthz", healthz_text)
-    app.router.add_get("/metrics", metrics)
+    metrics = CrmMetrics()
+    routes = [web.get("/v1/screenpop/{caller}", screenpop)]
+    app = service_app(routes, metrics=metrics.registry, health=healthz_text, middlewares=[measure])
+    app[METRICS] = metrics
     return app
 
 

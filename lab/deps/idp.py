@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from core.http import bearer_token, healthz_text, json_error, metrics_response, run_app
+from core.http import bearer_token, healthz_text, json_error, run_app, service_app
 from core.settings import IdpSettings
 
 DEFAULT_PORT = 8090
@@ -105,19 +105,13 @@ async def verify(request: web.Request) -> web.Response:
     return web.json_response({"agent": found[0], "expires_in": int(found[1])})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return metrics_response(request.app[STATE].registry)
-
-
 def make_app(
     secret: str = DEFAULT_SECRET, ttl_s: int = DEFAULT_TTL_S, clock: Callable[[], float] = time.monotonic
 ) -> web.Application:
-    app = web.Application()
-    app[STATE] = IdpState(secret=secret, ttl_s=ttl_s, clock=clock)
-    app.router.add_post("/v1/login", login)
-    app.router.add_get("/v1/verify", verify)
-    app.router.add_get("/healthz", healthz_text)
-    app.router.add_get("/metrics", metrics)
+    state = IdpState(secret=secret, ttl_s=ttl_s, clock=clock)
+    routes = [web.post("/v1/login", login), web.get("/v1/verify", verify)]
+    app = service_app(routes, metrics=state.registry, health=healthz_text)
+    app[STATE] = state
     return app
 
 

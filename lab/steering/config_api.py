@@ -12,7 +12,7 @@ import sys
 from aiohttp import web
 
 from core.errors import BadInput
-from core.http import TOKEN, authorized, healthz, json_error, run_app
+from core.http import authorized, json_error, run_app, service_app
 from core.settings import ConfigApiSettings
 from lab.steering import config as configmod
 
@@ -35,12 +35,8 @@ async def put_config(request: web.Request) -> web.Response:
 
 
 def make_app(cfg: configmod.SteeringConfig, token: str) -> web.Application:
-    app = web.Application()
+    app = service_app([web.get("/v1/config", get_config), web.put("/v1/config", put_config)], token=token)
     app[CONFIG] = cfg
-    app[TOKEN] = token
-    app.router.add_get("/v1/config", get_config)
-    app.router.add_put("/v1/config", put_config)
-    app.router.add_get("/healthz", healthz)
     return app
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from core.http import TOKEN, authorized, healthz, json_object, metrics_response, openapi_handler
+from core.http import authorized, json_object, service_app
 from core.http import json_error as _json_error
 from lab.steering.dnsfault import parse_fault
 
@@ -97,10 +97,6 @@ async def evidence(request: web.Request) -> web.Response:
     return web.json_response({"accepted": 1})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return metrics_response(request.app[STEERING].metrics.registry)
-
-
 async def dns_chaos(request: web.Request) -> web.Response:
     """The chaos warden's DNS fault switch (leased: lapses `ttl_s` after the last POST)."""
     if not authorized(request):
@@ -128,20 +124,18 @@ async def dns_chaos(request: web.Request) -> web.Response:
 
 
 def make_app(steering: Steering, token: str) -> web.Application:
-    app = web.Application()
+    routes = [
+        web.get("/v1/route", route),
+        web.get("/v1/state", state),
+        web.post("/v1/failover", failover),
+        web.post("/v1/mode", mode),
+        web.post("/v1/probes", probes),
+        web.post("/v1/evidence", evidence),
+        web.post("/v1/chaos/dns", dns_chaos),
+        web.delete("/v1/chaos/dns", dns_chaos),
+    ]
+    app = service_app(routes, token=token, openapi=OPENAPI, metrics=steering.metrics.registry)
     app[STEERING] = steering
-    app[TOKEN] = token
-    app.router.add_get("/v1/route", route)
-    app.router.add_get("/v1/state", state)
-    app.router.add_post("/v1/failover", failover)
-    app.router.add_post("/v1/mode", mode)
-    app.router.add_post("/v1/probes", probes)
-    app.router.add_post("/v1/evidence", evidence)
-    app.router.add_post("/v1/chaos/dns", dns_chaos)
-    app.router.add_delete("/v1/chaos/dns", dns_chaos)
-    app.router.add_get("/v1/openapi.json", openapi_handler(OPENAPI))
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
     return app
 
 

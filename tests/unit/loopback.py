@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from agents import caller
+from tests.helpers import logged
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +32,58 @@ def loopback_env(tmp: Path) -> dict[str, str]:
         "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
         "PYTHONPATH": str(ROOT),
     }
+
+
+def agents_cmd(*extra: str, rtp_base: int | None = None) -> list[str]:
+    """`python -m agents.agent` in region-a (agents a-001, ...) on 127.0.0.1, then `extra`; its RTP
+    ports from `rtp_base`, a random base when not given."""
+    base = random.randrange(40000, 59000, 100) if rtp_base is None else rtp_base
+    return [
+        sys.executable,
+        "-m",
+        "agents.agent",
+        "--region",
+        "region-a",
+        "--prefix",
+        "a",
+        "--rtp-base",
+        str(base),
+        "--bind",
+        "127.0.0.1",
+        *extra,
+    ]
+
+
+def caller_cmd(target: str, call_id: str, hold_s: float) -> list[str]:
+    """`python -m agents.caller --json` on 127.0.0.1: one call of `hold_s` seconds to `target`."""
+    return caller.command(sys.executable, target, call_id, hold_s, "--bind", "127.0.0.1", "--timeout", "5")
+
+
+def run_caller(env: dict[str, str], port: int, call_id: str, hold_s: float) -> subprocess.CompletedProcess[str]:
+    """One call of `hold_s` seconds to the agents at 127.0.0.1:`port` (`caller_cmd`), to its end."""
+    cmd = caller_cmd(f"sip:support@127.0.0.1:{port}", call_id, hold_s)
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def agents_health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m agents.health` against the agent status under `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
+    )
+
+
+def agent_calls(env: dict[str, str], call_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The `agent_call` events of `call_id` in the event log, once there is one (empty after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        found = [
+            e
+            for e in logged(Path(env["WOBBLE_EVENTS"]))
+            if e.get("kind") == "agent_call" and e.get("call_id") == call_id
+        ]
+        time.sleep(0.1)
+    return found
 
 
 def metric(port: int, name: str, **labels: str) -> float | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -24,23 +23,26 @@ import pytest
 pytest.importorskip("pjsua2")
 
 from tests.helpers import logged
-from tests.unit.loopback import free_port, loopback_env, wait_metric
+from tests.unit.loopback import (
+    agent_calls,
+    agents_cmd,
+    agents_health,
+    caller_cmd,
+    free_port,
+    loopback_env,
+    run_caller,
+    wait_metric,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD_S = 3
-
-
-def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
-    )
 
 
 def _wait_healthy(env: dict[str, str], timeout: float = 8.0) -> str:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        proc = _health(env)
+        proc = agents_health(env)
         last = proc.stdout.strip()
         if proc.returncode == 0:
             return last
@@ -58,21 +60,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _agents(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
-    rtp_base = random.randrange(40000, 59000, 100)
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.agent",
-        "--region",
-        "region-a",
-        "--prefix",
-        "a",
-        "--rtp-base",
-        str(rtp_base),
-        "--bind",
-        "127.0.0.1",
-        *extra,
-    ]
+    cmd = agents_cmd(*extra)
     with Path(env["WOBBLE_EVENTS"]).with_name("agents.log").open("ab") as log:  # read back on failure
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
@@ -97,23 +85,7 @@ def direct_agent(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str]]) -> None:
     port, env = direct_agent
     call_id = "t" + uuid.uuid4().hex[:10]
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.caller",
-        "--target",
-        f"sip:support@127.0.0.1:{port}",
-        "--hold",
-        str(HOLD_S),
-        "--call-id",
-        call_id,
-        "--bind",
-        "127.0.0.1",
-        "--timeout",
-        "5",
-        "--json",
-    ]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    proc = run_caller(env, port, call_id, HOLD_S)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip(), f"{proc.stderr[-2000:]}\n{_agents_log(env)}"
     rec: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -126,12 +98,7 @@ def test_loopback_call_measures_both_ends(direct_agent: tuple[int, dict[str, str
     assert rec["reply_headers"]["X-Wobble-Agent"] == "a-001"
     assert abs(rec["duration_s"] - HOLD_S) < 0.5
 
-    events_path = Path(env["WOBBLE_EVENTS"])
-    deadline = time.monotonic() + 5
-    found: list[dict[str, Any]] = []
-    while not found and time.monotonic() < deadline:
-        found = [e for e in logged(events_path) if e.get("kind") == "agent_call" and e.get("call_id") == call_id]
-        time.sleep(0.1)
+    found = agent_calls(env, call_id)
     assert found, f"no agent_call event\n{_agents_log(env)}"
     ev = found[0]
     assert ev["agent"] == "a-001" and ev["agent_region"] == "region-a" and ev["end_reason"] == "remote_bye"
@@ -225,10 +192,27 @@ def test_agents_register_and_health(tmp_path: Path) -> None:
         reg.stop()
     assert code == 0
     assert {u for u, e in reg.seen if e == 0} == {"a-001", "a-002"}, "no unregister on SIGTERM"
-    assert _health(env).returncode != 0  # workers wrote 'stopping'
+    assert agents_health(env).returncode != 0  # workers wrote 'stopping'
 
 
-GC_SCRIPT = r"""
+def _run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter (the project on its path)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _ua_script(call_tag: str, rest: str) -> str:
+    """A script whose `main()` starts a UserAgent with an auto-answering a-001 and a `caller`
+    account, places call `call_tag` from caller to a-001 (handle `h`), then goes on with `rest`
+    (the rest of main's body, indented, and what runs it)."""
+    return (
+        """
 import asyncio, gc, json, os, sys
 from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
 
@@ -237,9 +221,16 @@ async def main() -> None:
     addr = await ua.start()
     await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
                                      ring_delay=0.05, make_default=True))
-    await ua.add_account(AccountSpec(name="caller", id_uri="sip:gc-test@127.0.0.1"))
-    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "gc-test"})
-    for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
+    await ua.add_account(AccountSpec(name="caller", id_uri="sip:CALL_TAG@127.0.0.1"))
+    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "CALL_TAG"})
+""".replace("CALL_TAG", call_tag)
+        + rest
+    )
+
+
+GC_SCRIPT = _ua_script(
+    "gc-test",
+    r"""    for _ in range(60):  # both legs (ours and the auto-answering one) must exist before we look
         if len((await ua.inspect()).calls) == 2:
             break
         await asyncio.sleep(0.05)
@@ -266,38 +257,23 @@ async def main() -> None:
 gc.disable()
 asyncio.run(main())
 os._exit(0)
-"""
+""",
+)
 
 
 def test_ended_calls_are_freed_in_the_pjsua_thread() -> None:
     """Regression: a call<->record reference cycle left pj.Call objects to the cyclic GC, which ran
     their destructors in a non-pjsua thread: pjlib asserted and the agents worker died (-6)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", GC_SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _run_script(GC_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     calls, alive, live, reasons, call_ids = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (calls, alive, live) == (2, 0, 0), "ended pj.Call objects not freed in the pjsua2 thread"
     assert reasons == ["caller_bye", "remote_bye"] and call_ids == ["gc-test", "gc-test"]
 
 
-REMOVE_SCRIPT = r"""
-import asyncio, json, os
-from agents.ua import AccountSpec, CallEnded, UaOptions, UserAgent
-
-async def main() -> None:
-    ua = UserAgent(UaOptions(bind_addr="127.0.0.1", log_level=0))
-    addr = await ua.start()
-    await ua.add_account(AccountSpec(name="a-001", id_uri="sip:a-001@127.0.0.1", auto_answer=True,
-                                     ring_delay=0.05, make_default=True))
-    await ua.add_account(AccountSpec(name="caller", id_uri="sip:rm-test@127.0.0.1"))
-    h = await ua.make_call("caller", f"sip:a-001@{addr}", {"X-Wobble-Call": "rm-test"})
-    await asyncio.sleep(0.5)
+REMOVE_SCRIPT = _ua_script(
+    "rm-test",
+    r"""    await asyncio.sleep(0.5)
     busy = await ua.remove_account("caller")  # its call is up: not yet
     await ua.hangup(h, "caller_bye")
     ended = 0
@@ -316,18 +292,12 @@ async def main() -> None:
 
 asyncio.run(main())
 os._exit(0)
-"""
+""",
+)
 
 
 def test_remove_account_waits_for_its_calls() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", REMOVE_SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _run_script(REMOVE_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, True, True, False]
 
@@ -454,22 +424,7 @@ def test_an_agent_in_a_call_keeps_it_and_moves_when_it_ends(tmp_path: Path) -> N
     caller: subprocess.Popen[str] | None = None
     try:
         _wait_healthy(env)
-        cmd = [
-            sys.executable,
-            "-m",
-            "agents.caller",
-            "--target",
-            f"sip:a-001@127.0.0.1:{sip_port}",
-            "--json",
-            "--hold",
-            str(hold),
-            "--call-id",
-            call_id,
-            "--bind",
-            "127.0.0.1",
-            "--timeout",
-            "5",
-        ]
+        cmd = caller_cmd(f"sip:a-001@127.0.0.1:{sip_port}", call_id, hold)
         caller = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for("a-001 in a call", lambda: "a-001" in json.loads(wfile.read_text()).get("in_call", []), env)
         home.answering = False

@@ -26,7 +26,7 @@ from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
 from lab.deps import crm
 from tests.helpers import logged
-from tests.unit.loopback import free_port, loopback_env, wait_metric
+from tests.unit.loopback import agent_calls, agents_cmd, agents_health, free_port, loopback_env, run_caller, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -332,66 +332,19 @@ def _call_through_agent(
     """One agent (direct mode) with `extra` flags, one 2 s call; returns (caller result, agent_call
     event). `check` runs after the call, while the agent still runs."""
     port = free_port(socket.SOCK_DGRAM)
-    rtp_base = random.randrange(40000, 59000, 100)
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.agent",
-        "--region",
-        "region-a",
-        "--prefix",
-        "a",
-        "--count",
-        "1",
-        "--proxy",
-        "127.0.0.1",
-        "--sip-port",
-        str(port),
-        "--rtp-base",
-        str(rtp_base),
-        "--bind",
-        "127.0.0.1",
-        "--no-register",
-        *extra,
-    ]
+    cmd = agents_cmd("--count", "1", "--proxy", "127.0.0.1", "--sip-port", str(port), "--no-register", *extra)
     with (tmp_path / "agents.log").open("ab") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 8
-        while subprocess.run(
-            [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, timeout=10
-        ).returncode:
+        while agents_health(env).returncode:
             assert time.monotonic() < deadline, f"agents never became healthy\n{_log(tmp_path)}"
             time.sleep(0.2)
         call_id = "p" + uuid.uuid4().hex[:10]
-        caller = [
-            sys.executable,
-            "-m",
-            "agents.caller",
-            "--target",
-            f"sip:support@127.0.0.1:{port}",
-            "--hold",
-            "2",
-            "--call-id",
-            call_id,
-            "--bind",
-            "127.0.0.1",
-            "--timeout",
-            "5",
-            "--json",
-        ]
-        done = subprocess.run(caller, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        done = run_caller(env, port, call_id, 2)
         assert done.returncode == 0, done.stderr[-2000:]
         rec: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 5
-        while not found and time.monotonic() < deadline:
-            found = [
-                e
-                for e in logged(Path(env["WOBBLE_EVENTS"]))
-                if e.get("kind") == "agent_call" and e.get("call_id") == call_id
-            ]
-            time.sleep(0.1)
+        found = agent_calls(env, call_id)
         assert found, f"no agent_call event\n{_log(tmp_path)}"
         if check is not None:
             check()

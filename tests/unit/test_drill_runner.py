@@ -86,36 +86,32 @@ class World:
     def _emit(self, kind: str, **rec: Any) -> None:
         self.events.append({"ts": self.t, "kind": kind, **rec})
 
+    def decide(self, region: str, before: str, after: str, rule: str, mode: str, applied: bool, **extra: Any) -> None:
+        """A `steering_decision` event now: `extra` (before its `decision`, "health" by default)."""
+        decision = extra.pop("decision", "health")
+        self._emit(
+            "steering_decision",
+            t=self.t,
+            region=region,
+            before=before,
+            after=after,
+            rule=rule,
+            mode=mode,
+            applied=applied,
+            **extra,
+            decision=decision,
+        )
+
     def _steer(self) -> None:
         for region, since in list(self.dead.items()):
             if self.down[region] or not self.notice_kills or self.t < since + self.detect_s:
                 continue
             if self.mode == "auto":
                 self.down[region] = True
-                self._emit(
-                    "steering_decision",
-                    t=self.t,
-                    region=region,
-                    before="SUSPECT",
-                    after="DOWN",
-                    rule="consecutive-failures-both-vantages",
-                    mode="auto",
-                    applied=True,
-                    decision="health",
-                )
+                self.decide(region, "SUSPECT", "DOWN", "consecutive-failures-both-vantages", "auto", True)
             elif region not in self.proposed:
                 self.proposed[region] = self.t
-                self._emit(
-                    "steering_decision",
-                    t=self.t,
-                    region=region,
-                    before="SUSPECT",
-                    after="DOWN",
-                    rule="mode-confirm-proposes-down",
-                    mode="confirm",
-                    applied=False,
-                    decision="health",
-                )
+                self.decide(region, "SUSPECT", "DOWN", "mode-confirm-proposes-down", "confirm", False)
 
     def _place(self) -> None:
         self.n += 1
@@ -210,17 +206,7 @@ class World:
             self.dead.pop(region, None)
             if self.down[region]:
                 self.down[region] = False
-                self._emit(
-                    "steering_decision",
-                    t=self.t,
-                    region=region,
-                    before="DOWN",
-                    after="UP",
-                    rule="recovered-after-hold",
-                    mode=self.mode,
-                    applied=True,
-                    decision="health",
-                )
+                self.decide(region, "DOWN", "UP", "recovered-after-hold", self.mode, True)
 
 
 class Clock:
@@ -288,15 +274,13 @@ class Steering:
     async def approve(self, who: str) -> None:
         for region, since in list(self.w.proposed.items()):
             self.w.down[region] = True
-            self.w._emit(
-                "steering_decision",
-                t=self.w.t,
-                region=region,
-                before="DOWN",
-                after="DOWN",
-                rule="operator-approved",
-                mode="confirm",
-                applied=True,
+            self.w.decide(
+                region,
+                "DOWN",
+                "DOWN",
+                "operator-approved",
+                "confirm",
+                True,
                 approved_by=who,
                 wait_s=self.w.t - since,
                 decision="approval",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ pytest.importorskip("pjsua2")
 
 from core import events, history, schema
 from tests.helpers import logged
-from tests.unit.loopback import free_port, metric
+from tests.unit.loopback import agents_cmd, agents_health, free_port, loopback_env, metric
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_SIP = 25070
@@ -30,29 +29,17 @@ LOAD_RTP = 27000
 AGENTS = 8  # two agent workers (ports 25070, 25071) of 4 agents each
 
 
-def _env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "WOBBLE_EVENTS": str(tmp / "events.jsonl"),
-        "WOBBLE_AGENT_STATUS": str(tmp / "agents.json"),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
 def _wait_healthy(env: dict[str, str], log: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = subprocess.run(
-            [sys.executable, "-m", "agents.health"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-        if proc.returncode == 0:
+        if agents_health(env).returncode == 0:
             return
         time.sleep(0.2)
     raise AssertionError(f"agents never became healthy\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def test_load_on_loopback(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = loopback_env(tmp_path)
     # An earlier run that was killed (its lock file left, unlocked) with one call in flight: this
     # run closes that call as info/recovered before it starts.
     log = Path(env["WOBBLE_EVENTS"])
@@ -64,14 +51,7 @@ def test_load_on_loopback(tmp_path: Path) -> None:
     agent_log = tmp_path / "agents.log"
     with agent_log.open("ab") as fh:
         agents = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agents.agent",
-                "--region",
-                "region-a",
-                "--prefix",
-                "a",
+            agents_cmd(
                 "--count",
                 str(AGENTS),
                 "--per-process",
@@ -80,12 +60,9 @@ def test_load_on_loopback(tmp_path: Path) -> None:
                 "127.0.0.1",
                 "--sip-port",
                 str(AGENT_SIP),
-                "--rtp-base",
-                str(AGENT_RTP),
-                "--bind",
-                "127.0.0.1",
                 "--no-register",
-            ],
+                rtp_base=AGENT_RTP,
+            ),
             env=env,
             cwd=ROOT,
             stdout=fh,
