@@ -6,7 +6,7 @@ STAMPS := .stamps
 IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-unit test-lab test-records lint bench clean check-docker images drill drills
+.PHONY: setup up down run call test test-unit test-lab test-records lint bench bench-soak clean check-docker images drill drills
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -95,6 +95,11 @@ bench: setup
 	$(PY) -m lab.bench.workload
 	$(PY) -m lab.bench.chaos
 	$(PY) -m lab.bench.records
+
+# A steady load at a realistic rate (default 5 CPS for 10 minutes) -> bench/results/workload_soak.json.
+# SOAK_ARGS, e.g. SOAK_ARGS="--duration 1200 --cps 4".
+bench-soak: setup
+	$(PY) -m lab.bench.soak $(SOAK_ARGS)
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)
