@@ -6,7 +6,7 @@ STAMPS := .stamps
 IMAGES := wobble/python:dev wobble/sbc:dev wobble/media:dev wobble/pbx:dev wobble/db:dev
 export DOCKER_CONFIG := $(CURDIR)/.docker
 
-.PHONY: setup up down run call test test-fresh test-unit test-lab test-records lint bench bench-truth clean check-docker images drill drills
+.PHONY: setup up down run call test test-fresh test-unit test-lab test-records lint bench bench-truth bench-soak clean check-docker images drill drills
 .DEFAULT_GOAL := run
 
 setup: check-docker $(STAMPS)/venv $(STAMPS)/wheelhouse $(STAMPS)/nfqueue-host .docker/cli-plugins/docker-compose images
@@ -103,6 +103,11 @@ bench: setup
 # The measurement-truth crash, 5 times: the lab's failed-call count beside a capture of the wire's.
 bench-truth: setup
 	$(PY) -m lab.bench.truth --reps $(or $(REPS),5)
+
+# A steady load at a realistic rate (default 5 CPS for 10 minutes) -> bench/results/workload_soak.json.
+# SOAK_ARGS, e.g. SOAK_ARGS="--duration 1200 --cps 4".
+bench-soak: setup
+	$(PY) -m lab.bench.soak $(SOAK_ARGS)
 
 clean: down
 	rm -rf .venv .docker wheelhouse $(STAMPS)
