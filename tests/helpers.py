@@ -36,9 +36,10 @@ def logged(path: Path | None = None) -> list[dict[str, Any]]:
     return [ev.to_dict() for ev in events.read(path)]
 
 
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skip a test whose preconditions are missing, but fail it under CI (`CI` set): there, a
-    missing root, kernel tool or image is a broken CI machine, not a reason to pass silently."""
+def skip_or_fail(reason: str, *, allow_module_level: bool = False) -> NoReturn:
+    """Skip a test whose environment is missing (root, a kernel tool, an image), or fail it under CI
+    (the environment variable `CI` set and not empty): on CI a missing tool is a broken runner, and a
+    test that silently skips there proves nothing."""
     if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: required here)")
-    pytest.skip(reason)
+        pytest.fail(f"{reason} (CI is set: a missing prerequisite fails instead of skipping)", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
