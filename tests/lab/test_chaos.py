@@ -11,10 +11,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from core import dockerctl
 from core.settings import ChaosSettings
@@ -83,13 +80,6 @@ def fault_add(kind: str, target: str, duration: str = "60s", *args: str) -> str:
     proc = run_wobble("fault", "add", kind, "--target", target, "--for", duration, *args)
     assert proc.returncode == 0, proc.stderr[-1500:]
     return proc.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def clean_faults(lab_up: None) -> Iterator[None]:
-    run_wobble("fault", "clear")
-    yield
-    run_wobble("fault", "clear")
 
 
 def test_backends_are_probed(clean_faults: None) -> None:
