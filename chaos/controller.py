@@ -2,8 +2,10 @@
 
 It holds no rule itself. A fault is live only while its lease file is renewed (every
 `renew_s`, valid for `ttl_s`); the warden reverts on its own when renewals stop, so the
-controller dying (kill -9) costs at most the TTL. At start it reconciles what an earlier
-controller left: leftover wardens are told to stop (they revert) and their targets are cleaned.
+controller dying (kill -9) costs at most the TTL. At start it first adopts what an earlier
+controller left live (a crashed controller that docker restarts finds its wardens still holding
+their faults: it renews their leases and lists them again), then reconciles the rest: leftover
+wardens that cannot be adopted are told to stop (they revert) and their leases are dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ log = logging.getLogger("wobble.chaos")
 
 #: Backends of the families that do not depend on the kernel.
 FIXED_BACKENDS = {"toxiproxy": "toxiproxy-api", "docker": "docker", "dns": "steering-dns", "sip": "kamailio-htable"}
+#: Lease TTL: long enough to outlive a controller crash that docker restarts (restart: ~1-3 s, then
+#: the controller's start-up to adoption), short enough that a dead controller's faults end soon.
+DEFAULT_TTL_S = 8.0
+#: A warden whose lease has less than this left is not adopted: it may read its lease as expired
+#: (it polls every 0.2 s) before our renewal lands, and revert under a fault we would list.
+ADOPT_MARGIN_S = 1.0
 
 
 def _event(kind: type[events.FaultEvent], record: dict[str, Any]) -> None:
@@ -71,7 +79,7 @@ class Controller:
         self,
         docker_client: Any,
         project: str = "wobble",
-        ttl_s: float = 3.0,
+        ttl_s: float = DEFAULT_TTL_S,
         renew_s: float = 1.0,
         lease_dir: Path = Path(wardens.LEASE_DIR),
         host_var: str | None = None,
@@ -86,6 +94,7 @@ class Controller:
         self.backends: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._renewal: asyncio.Task[None] | None = None
 
     # ---- discovery ---------------------------------------------------------------------------
 
@@ -126,17 +135,76 @@ class Controller:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Adopt live faults first (their leases are running out), renew from then on, then stop
+        what could not be adopted and probe the backends."""
         self.lease_dir.mkdir(parents=True, exist_ok=True)
+        adopted = await self.adopt()
+        if adopted:
+            log.info("adopted %d live fault(s) an earlier controller left: %s", len(adopted), ", ".join(adopted))
+        if self._renewal is None:
+            self._renewal = asyncio.create_task(self.renew_forever())
         await self.reconcile()
         self.backends = await asyncio.to_thread(self.probe_backends)
         log.info("backends: %s", self.backends)
 
+    async def stop(self) -> None:
+        """Stop renewing (the faults then lapse within the TTL unless cleared first)."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+            self._renewal = None
+
+    async def adopt(self) -> list[str]:
+        """Take over every warden an earlier controller left that still holds its fault: running,
+        past `LIVE`, its lease live for at least ADOPT_MARGIN_S more, and saying what it holds (its
+        labels). Its lease is renewed at once and it is listed again, so it can be listed,
+        reverted and ended as if applied here. The others are left to `reconcile`."""
+        found = await asyncio.to_thread(wardens.leftovers, self.docker, self.project)
+        adopted: list[str] = []
+        for c in found:
+            a = await asyncio.to_thread(self._adopt_one, c)
+            if a is not None:
+                adopted.append(a.id)
+        return adopted
+
+    def _adopt_one(self, c: Any) -> Active | None:
+        fid = c.labels.get(wardens.LABEL, "")
+        if not fid or fid in self.faults or not wardens.is_running(c):
+            return None
+        held = wardens.fault_of(c)
+        if held is None:
+            return None
+        fault, backend = held
+        try:
+            current = lease.read_lease(self.lease_dir, fid)
+        except ValueError:  # an id that cannot name a lease file is not ours
+            return None
+        now = time.time()
+        if lease.lease_state(current, now) != "live" or current is None or current.expires_at - now < ADOPT_MARGIN_S:
+            return None
+        live, effect_at = wardens.live_since(c, fid)
+        if not live:  # still applying when its controller died: reconcile stops it (it reverts)
+            return None
+        left_s = current.expires_at - now
+        lease.write_lease(self.lease_dir, fid, expires_at=now + self.ttl_s, ends_at=current.ends_at)
+        now, mono = time.time(), time.monotonic()
+        started = effect_at if effect_at is not None and effect_at <= now else now
+        backend = backend or self.backends.get(fault.kind, FIXED_BACKENDS.get(fault.family, fault.family))
+        a = Active(fid, fault, backend, started, mono - (now - started), current.ends_at, c)
+        self.faults[fid] = a
+        _event(events.FaultAdopted, {**a.to_dict(now), "lease_left_s": round(left_s, 3), "mono": mono})
+        return a
+
     async def reconcile(self) -> list[str]:
-        """Stop every warden an earlier controller left (each reverts its fault) and drop stale leases."""
+        """Stop every warden an earlier controller left that is not ours (each reverts its fault) and
+        drop stale leases; adopted and live faults are left alone."""
         found = await asyncio.to_thread(wardens.leftovers, self.docker, self.project)
         cleaned: list[str] = []
         for c in found:
             fid = c.labels.get(wardens.LABEL, "?")
+            if fid in self.faults:
+                continue
             await asyncio.to_thread(self._stop_warden, c, fid)
             cleaned.append(fid)
             _event(
@@ -149,7 +217,8 @@ class Controller:
                 },
             )
         for fid in lease.list_leases(self.lease_dir):
-            lease.remove_lease(self.lease_dir, fid)
+            if fid not in self.faults:
+                lease.remove_lease(self.lease_dir, fid)
         return cleaned
 
     def _stop_warden(self, container: Any, fault_id: str) -> int | None:
@@ -227,7 +296,7 @@ class Controller:
             "duration_s": fault.duration_s,
         }
         _event(events.FaultInvoke, {**base, "mono": time.monotonic()})
-        opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project)
+        opts = wardens.run_options(fault, fid, self.host_var, anchor, self.project, backend)
         container = self.docker.containers.run(wardens.IMAGE, wardens.command(fault, fid), **opts)
 
         def renew() -> None:  # a slow start must not see its own lease expire

@@ -23,7 +23,7 @@ async def main() -> None:
     controller = Controller(
         docker.from_env(timeout=60), project=settings.project, ttl_s=settings.lease_ttl_s, host_var=settings.host_var
     )
-    await controller.start()
+    await controller.start()  # adopts an earlier controller's live faults, and renews leases from then on
     runner = web.AppRunner(make_app(controller, settings.token))
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", settings.port).start()
@@ -32,11 +32,11 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    renew = asyncio.create_task(controller.renew_forever())
     await stop.wait()
-    renew.cancel()
-    # A graceful stop reverts everything now rather than waiting for the leases to lapse.
+    # A graceful stop (`docker stop`: not restarted) reverts everything now rather than waiting for
+    # the leases to lapse; only a crash leaves faults live, for the restarted controller to adopt.
     await controller.clear()
+    await controller.stop()
     await runner.cleanup()
 
 

@@ -21,6 +21,10 @@ from chaos.catalog import Fault
 
 IMAGE = "wobble/python:dev"
 LABEL = "wobble.chaos.fault"
+#: The validated fault (chaos.catalog.Fault as JSON) and its backend, carried by the warden so that
+#: a restarted controller can adopt it (Controller.adopt) rather than knowing it only from memory.
+SPEC_LABEL = "wobble.chaos.spec"
+BACKEND_LABEL = "wobble.chaos.backend"
 #: Where the lab's var/ (events, leases) is mounted in every lab container and warden.
 VAR_IN_CONTAINER = "/var/lib/wobble"
 LEASE_DIR = f"{VAR_IN_CONTAINER}/chaos/leases"
@@ -46,7 +50,9 @@ def command(fault: Fault, fault_id: str) -> list[str]:
     return ["python", "-m", module, "apply", "--spec", spec, "--id", fault_id, "--lease-dir", LEASE_DIR]
 
 
-def run_options(fault: Fault, fault_id: str, host_var: str, anchor: Any, project: str) -> dict[str, Any]:
+def run_options(
+    fault: Fault, fault_id: str, host_var: str, anchor: Any, project: str, backend: str = ""
+) -> dict[str, Any]:
     """docker-py `containers.run` options: where the warden lives and what it may touch.
 
     `anchor` is the container whose network namespace the warden shares (the target for network
@@ -61,6 +67,8 @@ def run_options(fault: Fault, fault_id: str, host_var: str, anchor: Any, project
             "wobble.chaos.kind": fault.kind,
             "wobble.chaos.target": fault.target,
             "wobble.chaos.project": project,
+            SPEC_LABEL: fault.model_dump_json(),
+            BACKEND_LABEL: backend,
         },
         "environment": {"WOBBLE_PROJECT": project, "WOBBLE_FAULT_TARGET": fault.target},
         "stop_signal": "SIGTERM",
@@ -129,6 +137,36 @@ def wait_exit(container: Any, timeout_s: float) -> bool:
 def remove(container: Any) -> None:
     with contextlib.suppress(NotFound, APIError):
         container.remove(force=True)
+
+
+def is_running(container: Any) -> bool:
+    state = container.attrs.get("State")
+    return isinstance(state, dict) and state.get("Status") == "running"
+
+
+def fault_of(container: Any) -> tuple[Fault, str] | None:
+    """The fault a warden holds and its backend, from its labels; None for a warden that does not
+    say (one started before the labels existed, or a label that does not parse)."""
+    spec = container.labels.get(SPEC_LABEL)
+    if not spec:
+        return None
+    try:
+        fault = Fault.model_validate_json(spec)
+    except ValueError:
+        return None
+    return fault, str(container.labels.get(BACKEND_LABEL) or "")
+
+
+def live_since(container: Any, fault_id: str) -> tuple[bool, float | None]:
+    """Whether the warden has said `LIVE <id>`, and the time on that line (see effect_time)."""
+    try:
+        logs = container.logs(stdout=True, stderr=True)
+    except (NotFound, APIError):
+        return False, None
+    marker = f"LIVE {fault_id}".encode()
+    if marker not in logs:
+        return False, None
+    return True, effect_time(logs, marker)
 
 
 def leftovers(client: Any, project: str) -> list[Any]:

@@ -434,7 +434,8 @@ class FaultEvent(Event):
     """Jepsen-style like the calls: `fault_invoke` (asked for), then `fault_apply` (live) or
     `fault_fail` (could not be applied; nothing is left applied), then, from the warden that held it,
     `fault_revert` (reverted; `reason`) or `fault_revert_failed`, and from the controller `fault_end`
-    (the warden has exited). A fault an earlier controller left is closed at start with
+    (the warden has exited). At start a controller takes over the live faults an earlier one left
+    (`fault_adopted`: a crashed controller restarted by docker) and closes the rest with
     `fault_reconciled`. Each kind carries the fields below that apply to it."""
 
     writer = "chaos controller, wardens"
@@ -469,6 +470,9 @@ class FaultEvent(Event):
     )
     error: str | None = doc("string", "`fault_fail`, `fault_revert_failed`: why, naming the failing rule or command")
     warden_exit: int | None = doc("int \\| null", "`fault_end`: the warden's exit code (0: reverted cleanly)")
+    lease_left_s: float | None = doc(
+        "float, s", "`fault_adopted`: what was left of the lease when the new controller renewed it"
+    )
 
 
 class FaultInvoke(FaultEvent):
@@ -510,6 +514,12 @@ class FaultReconciled(FaultEvent):
     when = "at start, a fault an earlier controller left is closed"
 
 
+class FaultAdopted(FaultEvent):
+    kind = "fault_adopted"
+    writer = "chaos controller"
+    when = "at start, a fault an earlier controller left live is taken over (lease renewed, listed again)"
+
+
 #: Every kind with a model, in the order docs/events.md lists them.
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
@@ -532,6 +542,7 @@ KINDS: dict[str, type[Event]] = {
         FaultRevertFailed,
         FaultEnd,
         FaultReconciled,
+        FaultAdopted,
     )
 }
 _UNKNOWN: dict[str, type[UnknownEvent]] = {}

@@ -146,7 +146,8 @@ class ChaosSettings(Settings):
 
     compose_services = ("chaos",)
     project: str = field(default="wobble", metadata=env("WOBBLE_PROJECT"))
-    lease_ttl_s: float = field(default=3.0, metadata=env("CHAOS_LEASE_TTL", float))
+    #: 8 s, not 3: a crashed controller's restart (~1-3 s) plus start-up must land within the lease.
+    lease_ttl_s: float = field(default=8.0, metadata=env("CHAOS_LEASE_TTL", float))
     token: str = field(default=OPERATOR_TOKEN, metadata=env("CHAOS_TOKEN"))
     port: int = field(default=8070, metadata=env("CHAOS_PORT", int))
     #: The host's var/ (wardens bind-mount it); None: found from the controller's own mounts.

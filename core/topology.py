@@ -9,6 +9,14 @@ from pydantic import BaseModel, ConfigDict
 
 PROJECT = "wobble"
 
+#: The lab's own control services: a crash of one is the lab failing, not a fault the lab injects, so
+#: docker brings them back by themselves (`restart: unless-stopped` in compose.yaml, and only there;
+#: tests/unit/test_compose.py keeps the two in step). The SBCs, PBXs, media and databases are the
+#: subject: their crashes are faults, and must stay down until the fault reverts them. A `docker
+#: kill`/`docker stop` (what the crash faults do) is a manual stop, which docker never restarts.
+RESTART_ON_CRASH: frozenset[str] = frozenset({"chaos", "steering", "config-api", "dns"})
+RESTART_POLICY = "unless-stopped"
+
 
 class Region(BaseModel):
     model_config = ConfigDict(frozen=True)

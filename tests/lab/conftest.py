@@ -87,6 +87,14 @@ def state() -> dict[str, Any]:
 
 
 @pytest.fixture
+def clean_faults(lab_up: None) -> Iterator[None]:
+    """No fault before the test, none after it (`wobble fault clear` both times)."""
+    run_wobble("fault", "clear")
+    yield
+    run_wobble("fault", "clear")
+
+
+@pytest.fixture
 def stopped(lab_up: None) -> Iterator[list[str]]:
     """Services this test stopped or killed; started again whatever happens, then every region UP
     and every agent home before the next test."""

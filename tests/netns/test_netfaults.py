@@ -24,6 +24,7 @@ import pytest
 
 from chaos import lease
 from chaos.net import rules
+from tests.helpers import skip_or_fail
 
 
 def _why_not() -> str | None:
@@ -39,7 +40,16 @@ def _why_not() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")]
+pytestmark = [pytest.mark.netns]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prerequisites() -> None:
+    """Root and the kernel's tools, or skip (fail under CI: tests.helpers.skip_or_fail)."""
+    why = _why_not()
+    if why is not None:
+        skip_or_fail(why)
+
 
 FORBIDDEN = re.compile(r"drop|NFQUEUE|statistic|netem|tbf|htb", re.IGNORECASE)
 TAG = f"{os.getpid() % 100000}"

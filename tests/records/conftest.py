@@ -11,6 +11,7 @@ import pytest
 from core.errors import WobbleError
 from lab.records import scenarios
 from lab.records.config import RecordsConfig
+from tests.helpers import skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +21,10 @@ def rt() -> Iterator[RecordsConfig]:
     try:
         cli = dockerctl.client()
     except WobbleError as exc:
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     for image in ("wobble/db:dev", "wobble/python:dev"):
         if not cli.images.list(name=image):
-            pytest.skip(f"image {image} missing; run `make images`")
+            skip_or_fail(f"image {image} missing; run `make images`")
     cfg = scenarios.rt_config()
     try:
         yield cfg

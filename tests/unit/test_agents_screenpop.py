@@ -25,7 +25,7 @@ from agents import agent
 from agents.model import CallOutcome
 from agents.screenpop import CLOSED, HALF_OPEN, OPEN, Breaker, PopResult, ScreenPop
 from lab.deps import crm
-from tests.helpers import logged
+from tests.helpers import logged, skip_or_fail
 from tests.unit.loopback import agent_calls, agents_cmd, agents_health, free_port, loopback_env, run_caller, wait_metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,9 +280,14 @@ def test_agent_cli_supporting_tier_flags(monkeypatch: pytest.MonkeyPatch) -> Non
 
 # ------------------------------------------------------------------------------------ loopback
 
-pytest_pjsua = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("pjsua2") is None, reason="pjsua2 is not installed"
-)
+
+@pytest.fixture
+def _pjsua() -> None:
+    if __import__("importlib").util.find_spec("pjsua2") is None:
+        skip_or_fail("pjsua2 is not installed (the ua extra: `make setup`)")
+
+
+pytest_pjsua = pytest.mark.usefixtures("_pjsua")
 
 
 def _log(tmp: Path) -> str:

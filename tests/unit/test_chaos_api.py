@@ -92,13 +92,12 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Check], No
     def run(check: Check) -> None:
         async def main() -> None:
             ctl = Controller(FakeDocker(), lease_dir=tmp_path / "leases", host_var=str(tmp_path), renew_s=0.05)
-            await ctl.start()
-            renew = asyncio.create_task(ctl.renew_forever())
+            await ctl.start()  # renews leases from then on
             try:
                 async with TestClient(TestServer(make_app(ctl, TOKEN))) as client:
                     await check(client, ctl)
             finally:
-                renew.cancel()
+                await ctl.stop()
 
         asyncio.run(main())
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from core import paths
-from core.topology import PROJECT, Topology
+from core.topology import PROJECT, RESTART_ON_CRASH, RESTART_POLICY, Topology
 from lab.lifecycle import SERVICES
 
 
@@ -85,3 +85,13 @@ def test_records_databases_match_topology_config_and_proxies(compose: dict[str, 
         assert env["PEER_PORT"] == proxies[rc.repl_proxy]["listen"].rsplit(":", 1)[1]
         assert svcs[r.db_service]["environment"]["PEER_COPY_PORT"] == proxies[rc.copy_proxy]["listen"].rsplit(":", 1)[1]
     assert svcs["records-exporter"]["networks"]["backbone"]["ipv4_address"] == topo.records_exporter_ip
+
+
+def test_restart_policies_are_the_control_services(compose: dict[str, Any]) -> None:
+    """Docker restarts exactly the lab's own control services after a crash; every other service's
+    crash is a fault the lab injects and measures, which a restart would undo behind its back."""
+    assert set(RESTART_ON_CRASH) <= set(compose["services"]), "RESTART_ON_CRASH names a service compose lacks"
+    restarting = {name for name, svc in compose["services"].items() if "restart" in svc}
+    assert restarting == set(RESTART_ON_CRASH), f"restart: set on {sorted(restarting)}"
+    for name in RESTART_ON_CRASH:
+        assert compose["services"][name]["restart"] == RESTART_POLICY, name
