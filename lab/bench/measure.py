@@ -24,13 +24,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-def git_commit(root: Path | None = None) -> str:
-    """The checkout's commit (`-dirty` when tracked files changed), or `unknown`."""
-    from lab.drill.sources import git_commit as commit
-
-    return commit(root or paths.ROOT)
-
-
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core import paths
+from core.paths import git_commit
 from lab import lifecycle, verify_workload
 from lab.bench import workload_model as wm
-from lab.bench.measure import EventTail, git_commit, utc_now, write_result
+from lab.bench.measure import EventTail, utc_now, write_result
 from lab.load import default_max_concurrent, run_load
 
 log = logging.getLogger("wobble.bench.soak")

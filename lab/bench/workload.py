@@ -26,10 +26,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core.paths import git_commit
 from lab import lifecycle
 from lab.bench import sipp
 from lab.bench import workload_model as wm
-from lab.bench.measure import CpuMeter, EventTail, git_commit, sleep_until, utc_now, write_result
+from lab.bench.measure import CpuMeter, EventTail, sleep_until, utc_now, write_result
 from lab.load import start_load
 
 log = logging.getLogger("wobble.bench")
