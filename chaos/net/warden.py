@@ -180,10 +180,11 @@ async def hold(
             else:
                 plan = rules.plan(fault, interfaces, fault_id, backend)
             apply_plan(plan)
+            effect_at = time.time()  # the rules are in: the fault acts from here (the LIVE line says so)
         for note in plan.notes:
             log.info("note: %s", note)
         log.info("%s live via %s on %s", fault.kind, backend, ",".join(interfaces))
-        print(f"LIVE {fault_id}", flush=True)
+        print(f"LIVE {fault_id} {effect_at:.6f}", flush=True)
         while True:
             if stop.is_set():
                 reason = f"signal {signalled[0] if signalled else ''}".strip()

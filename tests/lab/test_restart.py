@@ -16,13 +16,14 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from core import paths, topology
+from lab import lifecycle
 from lab.resolver import server as resolver
 from tests.helpers import logged, wait_until
 from tests.lab.conftest import run_wobble, state
@@ -113,6 +114,14 @@ def wait_back(service: str, restarts_before: int, started_before: str, timeout: 
 
     wait_until(back, timeout, said, every=0.5)
     return seen[0]
+
+
+@pytest.fixture(autouse=True)
+def whole_lab_after() -> Iterator[None]:
+    """Leave the lab as found: a service that depends on the crashed one may report unhealthy for a
+    while, and the lab tests after these need every service healthy."""
+    yield
+    wait_until(lifecycle.is_up, 120, "every lab service healthy again after the crash", every=0.5)
 
 
 @pytest.mark.parametrize("service", sorted(topology.RESTART_ON_CRASH))
