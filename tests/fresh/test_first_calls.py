@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from core import events, paths, wire
+from core import dockerctl, events, paths, wire
 from tests.helpers import skip_or_fail
 
 ROOT = paths.ROOT
@@ -87,6 +87,8 @@ def test_the_first_200_calls_after_make_up_have_audio_both_ways(fresh_lab: None)
     ]
     if bad or not_ok:
         (keep / "missed.json").write_text(json.dumps({"no_audio": bad, "not_ok": not_ok, "summary": summary}, indent=2))
+        for service in ("sbc-a", "sbc-b", "media-a", "media-b", "pbx-a", "pbx-b"):  # their side of it
+            (keep / f"{service}.log").write_text(dockerctl.last_logs(dockerctl.service_container(service), 20000))
     else:
         pcap.unlink(missing_ok=True)
         keep.rmdir()
