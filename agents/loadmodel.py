@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from core.schema import call_mos as call_mos
 from core.schema import classify_fate as classify_fate
 from core.schema import classify_status as classify_status
 from core.schema import invoke_record as invoke_record
+from core.stats import percentile
 
 #: The event-log schema version (core.schema.SCHEMA_VERSION; the call record of `wobble call` shares it).
 SCHEMA = SCHEMA_VERSION
@@ -190,19 +191,6 @@ def call_record(
 # --------------------------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------------------------
-
-
-def percentile(values: Iterable[float | None], p: float) -> float | None:
-    """Linear-interpolation percentile (numpy's default); None for no values."""
-    xs = sorted(float(v) for v in values if v is not None)
-    if not xs:
-        return None
-    if len(xs) == 1:
-        return round(xs[0], 3)
-    k = (len(xs) - 1) * min(100.0, max(0.0, p)) / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 3)
 
 
 def fail_key(rec: Mapping[str, Any]) -> str:

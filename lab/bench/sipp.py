@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from core import dockerctl, paths
+from core.stats import percentile
 from core.topology import Topology
 from lab.bench import workload_model as wm
 from lab.bench.measure import EventTail
@@ -157,10 +158,10 @@ def run_step(cps: float, media: bool, hold_s: float, step_s: float, at: Where) -
         "dead_call_msgs": totals.get("dead_call_msgs", 0),
         "fatal_errors": totals.get("fatal_errors", 0),
         "watchdog": totals.get("watchdog", 0),
-        "pdd_ms_p50": wm.percentile(pdd, 50),
-        "pdd_ms_p95": wm.percentile(pdd, 95),
+        "pdd_ms_p50": percentile(pdd, 50),
+        "pdd_ms_p95": percentile(pdd, 95),
         "pdd_method": pdd_what,
-        "setup_ms_p95": wm.percentile(rtts.get("setup") or rtts.get("1") or [], 95),
+        "setup_ms_p95": percentile(rtts.get("setup") or rtts.get("1") or [], 95),
         "sipp_cap": limit * len(SBCS),
         "wall_s": round(wall, 1),
     }

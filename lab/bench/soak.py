@@ -16,8 +16,8 @@ from typing import Any
 
 from core import paths
 from core.paths import git_commit
+from core.stats import percentile
 from lab import lifecycle, verify_workload
-from lab.bench import workload_model as wm
 from lab.bench.measure import EventTail, utc_now, write_result
 from lab.load import default_max_concurrent, run_load
 
@@ -42,8 +42,8 @@ def figures(records: Iterable[Mapping[str, Any]], run_id: str) -> dict[str, Any]
         "one_way_calls": sum(
             1 for r in answered if bool(int(r.get("rx_packets") or 0)) != bool(int(r.get("tx_packets") or 0))
         ),
-        "pdd_ms": {f"p{p}": wm.percentile(pdd, p) for p in (50, 95, 99)},
-        "mos": {f"p{p}": wm.percentile(mos, p) for p in (1, 5, 50)},
+        "pdd_ms": {f"p{p}": percentile(pdd, p) for p in (50, 95, 99)},
+        "mos": {f"p{p}": percentile(mos, p) for p in (1, 5, 50)},
     }
 
 

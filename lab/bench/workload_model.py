@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.mos import mos as emodel_mos
+from core.stats import percentile
 from core.topology import Topology
 
 # --------------------------------------------------------------------------------------------
@@ -283,17 +284,6 @@ def sipp_pdd(rtts: Mapping[str, Sequence[float]]) -> tuple[list[float], str]:
         if rtts.get(key):
             return list(rtts[key]), "INVITE -> 200 (SIPp response time; no 18x timed)"
     return [], "no response times"
-
-
-def percentile(values: Iterable[float | None], p: float) -> float | None:
-    """Linear-interpolation percentile (as agents.loadmodel's); None for no values."""
-    xs = sorted(float(v) for v in values if v is not None)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * min(100.0, max(0.0, p)) / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 3)
 
 
 #: An agent heard SIPp's media when it received at least this share of the packets a 20 ms stream

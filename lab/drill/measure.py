@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.stats import percentile
 from lab.drill import sources
 
 LOAD_KINDS = ("load_ok", "load_fail", "load_info")
@@ -106,17 +107,6 @@ def in_flight_at(rec: Mapping[str, Any], t: float) -> bool:
         return False
     end = rec.get("t_end")
     return end is None or float(end) > t
-
-
-def percentile(values: Iterable[float | None], p: float) -> float | None:
-    """Linear-interpolation percentile (numpy's default); None for no values."""
-    xs = sorted(float(v) for v in values if v is not None)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * min(100.0, max(0.0, p)) / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 3)
 
 
 # ------------------------------------------------------------------------------------------------

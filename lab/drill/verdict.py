@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from core.stats import percentile
 from lab.drill import measure
 from lab.drill.measure import FaultWindow
 
@@ -125,7 +126,7 @@ def fault_effect(
         "calls_failed_in_window": sum(1 for r in inside if measure.outcome(r) == "customer"),
         "calls_to_hit_region_failed": sum(1 for r in targeted if measure.outcome(r) == "customer") if hit else None,
         "loss_pct_mean": round(sum(losses) / len(losses), 3) if losses else None,
-        "pdd_p95_ms": measure.percentile((r.get("pdd_ms") for r in inside), 95),
+        "pdd_p95_ms": percentile((r.get("pdd_ms") for r in inside), 95),
         "steering_states": seen,
         "regions_hit": hit,
     }

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents import load, loadmodel
-from agents.loadmodel import MediaTrack, call_record, classify_fate, classify_status, percentile, summarize
+from agents.loadmodel import MediaTrack, call_record, classify_fate, classify_status, summarize
+from core.stats import percentile
 
 
 def test_schedule_is_deterministic_and_seed_dependent() -> None:
